@@ -1,0 +1,54 @@
+"""nlp_transfer: transfer learning for text (and vision) with one concept, the strategy.
+
+    from nlp_transfer import TextClassifier
+    clf = TextClassifier.from_pretrained("path/to/encoder", strategy="lora")
+    clf.fit("train.jsonl", epochs=3)
+    clf.predict(["an example"])
+
+Importing the package is cheap: torch and transformers load on first use of a public name.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "TextClassifier",
+    "TrainingConfig",
+    "DataConfig",
+    "TrainingHistory",
+    "STRATEGIES",
+    "NLPTransferError",
+    "ConfigError",
+    "DataError",
+    "StrategyError",
+    "ModelLoadError",
+    "__version__",
+]
+
+# public name -> module that defines it; resolved on first access (PEP 562)
+_LAZY = {
+    "TextClassifier": ".text",
+    "TrainingConfig": ".config",
+    "DataConfig": ".config",
+    "TrainingHistory": ".engine",
+    "STRATEGIES": ".strategies",
+    "NLPTransferError": ".errors",
+    "ConfigError": ".errors",
+    "DataError": ".errors",
+    "StrategyError": ".errors",
+    "ModelLoadError": ".errors",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        return getattr(importlib.import_module(_LAZY[name], __name__), name)
+    raise AttributeError(f"module 'nlp_transfer' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)

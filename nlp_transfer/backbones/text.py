@@ -1,0 +1,205 @@
+"""Hugging Face text encoders as backbones: loading, pooling, layer groups and LoRA targets.
+
+    >>> tokenizer, backbone = load_text_backbone("path/to/bert", pooling="auto")
+    >>> features = backbone(**tokenizer(["a text"], return_tensors="pt"))   # [1, hidden]
+"""
+
+from __future__ import annotations
+
+import inspect
+import json
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import torch
+from torch import nn
+
+from ..errors import ModelLoadError, StrategyError, did_you_mean
+
+__all__ = ["TextBackbone", "NativeHead", "NATIVE_HEADS", "LORA_TARGETS", "load_text_backbone", "default_pooling"]
+
+logger = logging.getLogger(__name__)
+
+Pooling = Literal["cls", "mean"]
+
+
+@dataclass(frozen=True)
+class NativeHead:
+    """An architecture's own sequence-classification head, and where its weights live in HF's layout.
+
+    Our ``mlp`` head on CLS features has the same computation, so a model trained with it can be
+    saved as ``<architecture>`` and loaded by `AutoModelForSequenceClassification` or `pipeline`.
+    """
+
+    activation: Literal["tanh", "relu"]
+    architecture: str
+    dense_key: str  # where our head.dense goes in the HF state dict
+    out_key: str  # where our head.out goes
+    init_from_pooler: bool = False  # BERT: the pretrained pooler is the head's dense layer
+
+
+NATIVE_HEADS: dict[str, NativeHead] = {
+    "bert": NativeHead("tanh", "BertForSequenceClassification", "bert.pooler.dense", "classifier", True),
+    "roberta": NativeHead("tanh", "RobertaForSequenceClassification", "classifier.dense", "classifier.out_proj"),
+    "xlm-roberta": NativeHead("tanh", "XLMRobertaForSequenceClassification", "classifier.dense", "classifier.out_proj"),
+    "camembert": NativeHead("tanh", "CamembertForSequenceClassification", "classifier.dense", "classifier.out_proj"),
+    "distilbert": NativeHead("relu", "DistilBertForSequenceClassification", "pre_classifier", "classifier"),
+}
+
+# Attention projections LoRA adapts by default (the choice of the LoRA paper: query and value).
+LORA_TARGETS: dict[str, list[str]] = {
+    "bert": ["query", "value"],
+    "roberta": ["query", "value"],
+    "xlm-roberta": ["query", "value"],
+    "camembert": ["query", "value"],
+    "electra": ["query", "value"],
+    "mpnet": ["q", "v"],
+    "distilbert": ["q_lin", "v_lin"],
+    "deberta": ["in_proj"],
+    "deberta-v2": ["query_proj", "value_proj"],
+    "albert": ["query", "value"],
+}
+
+
+class TextBackbone(nn.Module):
+    """A Hugging Face encoder (``AutoModel``) plus pooling: a batch of tokens -> [batch, hidden]."""
+
+    def __init__(self, encoder: nn.Module, pooling: Pooling, pool_layers: int = 1) -> None:
+        super().__init__()
+        self.encoder = encoder
+        self.pooling = pooling
+        self.pool_layers = pool_layers
+        self.feature_size = int(self.hf_config.hidden_size)
+        self._accepted = set(inspect.signature(self.base_encoder.forward).parameters)
+        depth = len(self.blocks())
+        if not 1 <= pool_layers <= depth:
+            raise StrategyError(f"pool_layers={pool_layers}, but this model has {depth} layers; use 1 to {depth}.")
+
+    @property
+    def base_encoder(self) -> nn.Module:
+        """The plain transformers model, also when peft has wrapped it."""
+        return self.encoder.get_base_model() if hasattr(self.encoder, "get_base_model") else self.encoder
+
+    @property
+    def hf_config(self):
+        return self.base_encoder.config
+
+    @property
+    def model_type(self) -> str:
+        return str(self.hf_config.model_type)
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, **extra: torch.Tensor) -> torch.Tensor:
+        kwargs = {k: v for k, v in extra.items() if k in self._accepted}
+        if self.pool_layers == 1:
+            hidden = self.encoder(input_ids=input_ids, attention_mask=attention_mask, **kwargs).last_hidden_state
+        else:  # the average of the top layers: lower layers keep features the top layer has specialised away
+            states = self.encoder(input_ids=input_ids, attention_mask=attention_mask, output_hidden_states=True, **kwargs).hidden_states
+            hidden = torch.stack(states[-self.pool_layers :]).mean(dim=0)
+        if self.pooling == "cls":
+            return hidden[:, 0]
+        mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
+        return (hidden * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1.0)
+
+    def stem(self) -> nn.Module:
+        base = self.base_encoder
+        if not hasattr(base, "embeddings"):
+            raise StrategyError(f"Cannot find the embeddings of this {type(base).__name__}; use strategy='full' or 'lora'.")
+        return base.embeddings
+
+    def blocks(self) -> list[nn.Module]:
+        """The transformer layers, bottom to top: the largest ModuleList with one entry per layer."""
+        config = self.hf_config
+        depth = getattr(config, "num_hidden_layers", None) or getattr(config, "n_layers", None)
+        for _, module in self.base_encoder.named_modules():
+            if isinstance(module, nn.ModuleList) and len(module) == depth:
+                return list(module)
+        raise StrategyError(
+            f"Cannot find the {depth} layers of this {type(self.base_encoder).__name__}; "
+            "strategy='partial' needs them. Use strategy='full' or 'lora' instead."
+        )
+
+    def default_lora_targets(self) -> list[str]:
+        if self.model_type in LORA_TARGETS:
+            return list(LORA_TARGETS[self.model_type])
+        raise StrategyError(
+            f"No default LoRA target modules for model type {self.model_type!r}. Set target_modules to some of "
+            f"its Linear layers: {', '.join(self.linear_layer_names())}."
+        )
+
+    def linear_layer_names(self) -> list[str]:
+        names = {name.rsplit(".", 1)[-1] for name, m in self.base_encoder.named_modules() if isinstance(m, nn.Linear)}
+        return sorted(names)
+
+
+def default_pooling(name_or_path: str) -> Pooling | None:
+    """The pooling a sentence-transformers checkpoint was trained with, or None for other checkpoints.
+
+    Sentence-embedding models (e.g. all-MiniLM-L6-v2) were trained so that their *mean* token
+    embedding carries the meaning; their CLS token was never trained for that.
+    """
+    folder = Path(name_or_path)
+    pooling_file = folder / "1_Pooling" / "config.json"
+    if not (folder / "modules.json").is_file() or not pooling_file.is_file():
+        return None
+    settings = json.loads(pooling_file.read_text(encoding="utf-8"))
+    if settings.get("pooling_mode_mean_tokens"):
+        return "mean"
+    if settings.get("pooling_mode_cls_token"):
+        return "cls"
+    return None
+
+
+def load_text_backbone(
+    name_or_path: str,
+    *,
+    pooling: Literal["auto", "cls", "mean"] = "auto",
+    pool_layers: int = 1,
+    trust_remote_code: bool = False,
+    allow_pickle: bool = False,
+    tokenizer_path: str | None = None,
+):
+    """Load tokenizer and encoder (safetensors only unless `allow_pickle`), return (tokenizer, TextBackbone)."""
+    from transformers import AutoModel, AutoTokenizer
+
+    _check_source(name_or_path, allow_pickle)
+    if pooling not in ("auto", "cls", "mean"):
+        raise StrategyError(f"Unknown pooling {pooling!r}: {did_you_mean(pooling, ['auto', 'cls', 'mean'])}")
+    resolved: Pooling = (default_pooling(name_or_path) or "cls") if pooling == "auto" else pooling
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(tokenizer_path or name_or_path, trust_remote_code=trust_remote_code)
+        encoder = AutoModel.from_pretrained(
+            name_or_path, trust_remote_code=trust_remote_code, use_safetensors=not allow_pickle
+        )
+    except OSError as error:
+        raise ModelLoadError(
+            f"Could not load a model from {name_or_path!r}: {error}. Give a folder saved with "
+            "`save_pretrained` (config.json, model.safetensors, tokenizer files) or a Hub id while online."
+        ) from error
+    logger.info("Loaded %s (%s) with %s pooling", name_or_path, encoder.config.model_type, resolved)
+    return tokenizer, TextBackbone(encoder, resolved, pool_layers)
+
+
+def _check_source(name_or_path: str, allow_pickle: bool) -> None:
+    path = Path(name_or_path)
+    looks_local = path.exists() or name_or_path.startswith((".", "/", "~")) or name_or_path.count("/") > 1
+    if not looks_local:
+        return  # a Hub id: transformers resolves it (online) or fails with its own message
+    if not path.is_dir():
+        raise ModelLoadError(f"Model folder {name_or_path!r} does not exist. Check the path, or give a Hub id.")
+    if not (path / "config.json").is_file():
+        raise ModelLoadError(
+            f"{name_or_path!r} has no config.json, so it is not a Hugging Face model folder. "
+            "Save the model with `save_pretrained`, or give the folder that contains config.json."
+        )
+    has_safetensors = any(path.glob("*.safetensors")) or any(path.glob("*.safetensors.index.json"))
+    has_pickle = any(path.glob("*.bin")) or any(path.glob("*.pt")) or any(path.glob("*.pth"))
+    if not has_safetensors and has_pickle and not allow_pickle:
+        raise ModelLoadError(
+            f"{name_or_path!r} holds its weights only as pickle files (.bin/.pt), which can run code when loaded. "
+            "Convert them to safetensors (`model.save_pretrained(folder)` with a recent transformers), or, if you "
+            "trust the file, pass allow_pickle=True."
+        )
+    if not has_safetensors and not has_pickle:
+        raise ModelLoadError(f"{name_or_path!r} has a config.json but no weights file (model.safetensors).")

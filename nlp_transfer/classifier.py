@@ -1,0 +1,286 @@
+"""What every classifier does, whatever its modality: fit, evaluate, predict, summarise.
+
+`TextClassifier` (and the vision classifier) add only how raw inputs become batches and how the
+backbone is loaded and saved; labels, strategies, the training loop, metrics and the feature
+cache live here once.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from .config import DataConfig, TrainingConfig, build, resolve_training
+from .engine import TrainingHistory, make_accelerator, run_inference, train_loop
+from .errors import ConfigError, DataError, NLPTransferError, did_you_mean
+from .features import FeatureDataset, encode_features
+from .data import FeatureCollator, LengthGroupedBatchSampler, SortedBatchSampler
+from .heads import ClassificationHead, HeadConfig
+from .model import TransferModel
+from .strategies import Strategy, parameter_groups
+from .tasks import Task, infer_labels
+
+__all__ = ["Classifier"]
+
+logger = logging.getLogger(__name__)
+
+_METRIC_NAMES = {
+    "single_label": ["accuracy", "f1_macro", "f1_micro", "precision_macro", "recall_macro", "mcc", "loss"],
+    "multi_label": ["subset_accuracy", "f1_micro", "f1_macro", "precision_micro", "recall_micro", "loss"],
+    "regression": ["pearson", "spearman", "mse", "mae", "loss"],
+}
+
+
+class Classifier:
+    """Base class: a backbone, a strategy, a task and (once labels are known) a head.
+
+    Subclasses implement `_examples`, `_dataset`, `_collator` and saving.
+    """
+
+    def __init__(self, backbone: torch.nn.Module, strategy: Strategy, task: Task, *, labels: list[Any] | None,
+                 num_labels: int | None, head_options: dict[str, Any], threshold: float, seed: int) -> None:
+        self.backbone = backbone
+        self.strategy = strategy
+        self.task = task
+        self.labels = list(labels) if labels is not None else None
+        self.threshold = threshold
+        self.seed = seed
+        self.head_options = head_options
+        self.data_config = DataConfig()
+        self.training: TrainingConfig | None = None
+        self.metrics: dict[str, Any] | None = None
+        self.history: TrainingHistory | None = None
+        self.model: TransferModel | None = None
+        self._accelerator = None
+        self._num_outputs = self._outputs_for(labels, num_labels)
+        if self._num_outputs is not None:
+            self._build_head(self._num_outputs)
+
+    # ----------------------------------------------------------------- labels and head
+    def _outputs_for(self, labels: Sequence[Any] | None, num_labels: int | None) -> int | None:
+        if self.task.name == "regression":
+            if labels is not None or num_labels not in (None, 1):
+                raise ConfigError("task='regression' predicts one number: leave labels unset and num_labels at 1 or unset.")
+            return 1
+        if labels is not None:
+            if len(set(labels)) != len(labels) or not labels:
+                raise ConfigError(f"labels must be a non-empty list of distinct names, got {labels!r}.")
+            if num_labels is not None and num_labels != len(labels):
+                raise ConfigError(
+                    f"num_labels={num_labels} contradicts labels={list(labels)!r} ({len(labels)} names). "
+                    "Give only labels (num_labels follows from them), or make them agree."
+                )
+            return len(labels)
+        if num_labels is not None and (not isinstance(num_labels, int) or num_labels < 2):
+            raise ConfigError(f"num_labels must be an integer of at least 2, got {num_labels!r}; for one number use task='regression'.")
+        return num_labels
+
+    def _build_head(self, num_outputs: int) -> None:
+        with torch.random.fork_rng(devices=[]):  # seeded head and adapters, global RNG untouched
+            torch.manual_seed(self.seed)
+            head = ClassificationHead(HeadConfig(self.backbone.feature_size, num_outputs, **self.head_options))
+            self._init_head(head)
+            self.model = TransferModel(self.backbone, head, self.task)
+            self.strategy.apply(self.model)
+
+    def _init_head(self, head: ClassificationHead) -> None:
+        """Hook: start the head from pretrained weights where the architecture has them."""
+
+    def _settle_labels(self, values: Sequence[Any], where: str) -> None:
+        """Fix the label set from the training data (first fit) or check it against the model's."""
+        found = infer_labels(self.task, values, where)
+        if self.task.name == "regression" or self.labels is not None:
+            return
+        if self._num_outputs is not None and len(found) != self._num_outputs:
+            if all(isinstance(v, int) and 0 <= v < self._num_outputs for v in found):
+                found = list(range(self._num_outputs))  # integer ids, some absent from this data
+            else:
+                raise DataError(
+                    f"num_labels={self._num_outputs}, but {where} has {len(found)} labels: {found[:20]}. "
+                    f"Set num_labels={len(found)}, or pass labels=[...] listing every label."
+                )
+        self.labels = found
+        if self.model is None:
+            self._build_head(len(found))
+            self._num_outputs = len(found)
+
+    @property
+    def label2id(self) -> dict[Any, int] | None:
+        return {label: i for i, label in enumerate(self.labels)} if self.labels is not None else None
+
+    def _require_model(self) -> TransferModel:
+        if self.model is None:
+            raise NLPTransferError("The head does not exist yet: pass labels or num_labels to from_pretrained, or call fit first.")
+        return self.model
+
+    # ----------------------------------------------------------------- public API
+    def parameter_summary(self) -> dict[str, int]:
+        """Trainable and total parameter counts under the current strategy."""
+        model = self._require_model()
+        return {"trainable": sum(p.numel() for p in model.parameters() if p.requires_grad),
+                "total": sum(p.numel() for p in model.parameters())}
+
+    def fit(self, train: Any, eval_data: Any = None, **settings: Any) -> TrainingHistory:
+        """Train on `train`; evaluate on `eval_data` (or a seeded hold-out of train) after each epoch.
+
+        Settings are the fields of `TrainingConfig` and `DataConfig`, e.g.
+        ``clf.fit("train.jsonl", epochs=3, batch_size=16, text_column="sentence")``.
+        """
+        training, data_config = self._split_settings(settings)
+        resolved = resolve_training(training, self.strategy.name)
+        self.data_config = data_config
+        train_ex, eval_ex = self._train_and_eval_examples(train, eval_data, resolved)
+        metric = self._check_best_metric(resolved, eval_ex is not None)
+        train_set = self._dataset(train_ex, self.task.encode(train_ex.labels, self.label2id, "train"))
+        eval_set = self._dataset(eval_ex, self.task.encode(eval_ex.labels, self.label2id, "eval_data")) if eval_ex else None
+
+        from accelerate.utils import set_seed
+
+        accelerator = self._accelerator = make_accelerator(resolved)
+        set_seed(resolved.seed)
+        model = self._require_model().to(accelerator.device)
+        collate = self._collator(accelerator)
+        if self.strategy.frozen_backbone and resolved.cache_features:
+            train_set, eval_set, collate = self._cached(train_set, eval_set, collate, resolved, accelerator)
+        train_loader = DataLoader(train_set, collate_fn=collate, batch_sampler=LengthGroupedBatchSampler(
+            train_set.lengths, resolved.batch_size, resolved.seed, group=resolved.group_by_length))
+        eval_loader = self._eval_loader(eval_set, resolved.eval_batch_size, collate) if eval_set is not None else None
+        from .metrics import greater_is_better
+
+        groups = parameter_groups(model, self.strategy, resolved.learning_rate, resolved.head_learning_rate, resolved.weight_decay)
+        history = train_loop(model, groups, train_loader, eval_loader, resolved, self._score(resolved.extra_metrics),
+                             accelerator, metric, greater_is_better(metric))
+        self.training, self.history = resolved, history
+        self.metrics = _best_row(history)
+        return history
+
+    def evaluate(self, data: Any, **data_settings: Any) -> dict[str, Any]:
+        """Loss and metrics (and a confusion matrix for single-label tasks) on labelled data."""
+        config = build(DataConfig, {**_fields_of(self.data_config), **data_settings}, where="evaluate")
+        examples = self._examples(data, config, "data", need_labels=True)
+        targets = self.task.encode(examples.labels, self.label2id, "data")
+        outputs, targets = self._logits(self._dataset(examples, targets))
+        return self._score(self.training.extra_metrics if self.training else [])(outputs, targets)
+
+    def predict(self, inputs: Any) -> list[Any]:
+        """Labels (single-label), lists of labels (multi-label) or numbers (regression), in input order."""
+        logits = self._predict_logits(inputs)
+        decided = self.task.decide(logits, self.threshold)
+        if self.task.name == "regression":
+            return [float(v) for v in decided]
+        if self.task.name == "multi_label":
+            return [[self.labels[i] for i in np.flatnonzero(row)] for row in decided]
+        return [self.labels[int(i)] for i in decided]
+
+    def predict_proba(self, inputs: Any) -> np.ndarray:
+        """Class probabilities [n, num_labels] (softmax; per-label sigmoid for multi-label)."""
+        if self.task.name == "regression":
+            raise NLPTransferError("predict_proba has no meaning for regression; use predict for the predicted values.")
+        return self.task.scores(self._predict_logits(inputs))
+
+    # ----------------------------------------------------------------- internals
+    def _split_settings(self, settings: dict[str, Any]) -> tuple[TrainingConfig, DataConfig]:
+        training_keys = set(TrainingConfig.__dataclass_fields__)
+        data_keys = set(DataConfig.__dataclass_fields__)
+        unknown = [k for k in settings if k not in training_keys | data_keys]
+        if unknown:
+            raise ConfigError(f"Unknown fit setting {unknown[0]!r}: {did_you_mean(unknown[0], training_keys | data_keys)}")
+        training = build(TrainingConfig, {k: v for k, v in settings.items() if k in training_keys}, where="fit")
+        data = build(DataConfig, {k: v for k, v in settings.items() if k in data_keys}, where="fit")
+        return training, data
+
+    def _train_and_eval_examples(self, train: Any, eval_data: Any, settings: TrainingConfig):
+        from .data import split_validation
+
+        train_ex = self._examples(train, self.data_config, "train", need_labels=True)
+        self._settle_labels(train_ex.labels, "train")
+        if eval_data is not None:
+            eval_ex = self._examples(eval_data, self.data_config, "eval_data", need_labels=True)
+            infer_labels(self.task, eval_ex.labels, "eval_data")
+        elif self.data_config.validation_split > 0:
+            train_ex, eval_ex = split_validation(train_ex, self.data_config.validation_split, settings.seed)
+            logger.info("No eval_data: holding out %d of the training examples for evaluation.", len(eval_ex))
+        else:
+            eval_ex = None
+        return train_ex, eval_ex
+
+    def _check_best_metric(self, settings: TrainingConfig, has_eval: bool) -> str:
+        from .metrics import PRIMARY_METRIC
+
+        metric = settings.metric_for_best_model or PRIMARY_METRIC[self.task.name]
+        metric = metric.removeprefix("eval_")
+        known = _METRIC_NAMES[self.task.name]
+        if metric not in known and not settings.extra_metrics:
+            raise ConfigError(f"metric_for_best_model={metric!r} is not computed for task {self.task.name!r}: {did_you_mean(metric, known)}")
+        if settings.early_stopping_patience is not None and not has_eval:
+            raise ConfigError("early_stopping_patience needs evaluation data: pass eval_data or set validation_split > 0.")
+        return metric
+
+    def _score(self, extra: Sequence[str]):
+        from .metrics import compute_metrics
+
+        def score(logits: np.ndarray, targets: np.ndarray) -> dict[str, Any]:
+            target_tensor = torch.as_tensor(targets)
+            if self.task.name == "single_label":
+                target_tensor = target_tensor.long()
+            loss = float(self.task.loss(torch.as_tensor(logits), target_tensor))
+            metrics = compute_metrics(self.task.name, self.task.decide(logits, self.threshold),
+                                      self.task.targets_for_metrics(targets), num_labels=self._num_outputs, extra=extra)
+            return {"loss": loss, **metrics}
+
+        return score
+
+    def _cached(self, train_set: Dataset, eval_set: Dataset | None, collate, settings: TrainingConfig, accelerator):
+        """With a frozen backbone, run it once and train the head on the stored features."""
+        encode = lambda dataset: encode_features(self.model.backbone, self._eval_loader(dataset, settings.eval_batch_size, collate), accelerator)  # noqa: E731
+        cached_train = FeatureDataset(encode(train_set), train_set.targets)
+        cached_eval = FeatureDataset(encode(eval_set), eval_set.targets) if eval_set is not None else None
+        return cached_train, cached_eval, FeatureCollator()
+
+    @staticmethod
+    def _eval_loader(dataset: Dataset, batch_size: int, collate) -> DataLoader:
+        return DataLoader(dataset, batch_sampler=SortedBatchSampler(dataset.lengths, batch_size), collate_fn=collate)
+
+    def _logits(self, dataset: Dataset) -> tuple[np.ndarray, np.ndarray | None]:
+        model = self._require_model()
+        if self._accelerator is None:
+            self._accelerator = make_accelerator(self.training or TrainingConfig())
+        accelerator = self._accelerator
+        model.to(accelerator.device).eval()
+        batch_size = self.training.eval_batch_size if self.training else TrainingConfig().eval_batch_size
+        loader = self._eval_loader(dataset, batch_size, self._collator(accelerator))
+        forward = lambda batch: model(**{k: v for k, v in batch.items() if k != "labels"})["logits"]  # noqa: E731
+        return run_inference(forward, loader, accelerator)
+
+    def _predict_logits(self, inputs: Any) -> np.ndarray:
+        self._require_model()
+        if self.labels is None and self.task.name != "regression":
+            raise NLPTransferError("The model has no labels yet; call fit first.")
+        examples = self._examples(inputs, self.data_config, "inputs", need_labels=False)
+        return self._logits(self._dataset(examples, None))[0]
+
+    # ----------------------------------------------------------------- modality hooks
+    def _examples(self, source: Any, config: DataConfig, where: str, need_labels: bool):
+        raise NotImplementedError
+
+    def _dataset(self, examples: Any, targets: torch.Tensor | None) -> Dataset:
+        raise NotImplementedError
+
+    def _collator(self, accelerator):
+        raise NotImplementedError
+
+
+def _best_row(history: TrainingHistory) -> dict[str, Any] | None:
+    rows = [row for row in history.epochs if row["epoch"] == history.best_epoch] or history.epochs[-1:]
+    if not rows:
+        return None
+    return {k.removeprefix("eval_"): v for k, v in rows[0].items() if k.startswith("eval_")} | {"epoch": rows[0]["epoch"]}
+
+
+def _fields_of(config: Any) -> dict[str, Any]:
+    return {name: getattr(config, name) for name in config.__dataclass_fields__}

@@ -1,0 +1,237 @@
+"""Typed settings: one dataclass field, one help text, one place.
+
+No torch import here, so reading and validating settings is instant and fails before anything heavy
+is loaded. Validation only raises; it never rewrites a value. Values left as ``None`` mean "the
+strategy's default" and are resolved by `resolve_training` into a new object.
+
+    >>> settings = build(TrainingConfig, {"epochs": 3, "batch_size": 16})
+    >>> settings.epochs
+    3
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+from typing import Any, Literal, TypeVar
+
+from .errors import ConfigError, did_you_mean
+
+__all__ = [
+    "TrainingConfig",
+    "DataConfig",
+    "FeatureExtractionOptions",
+    "PartialOptions",
+    "FullOptions",
+    "LoraOptions",
+    "STRATEGY_OPTIONS",
+    "STRATEGY_DEFAULTS",
+    "build",
+    "help_text",
+    "resolve_training",
+]
+
+T = TypeVar("T")
+
+
+def _f(default: Any, help: str) -> Any:
+    """A dataclass field whose help text is stored once, as metadata."""
+    if isinstance(default, (list, dict)):
+        return field(default_factory=lambda: type(default)(default), metadata={"help": help})
+    return field(default=default, metadata={"help": help})
+
+
+@dataclass
+class TrainingConfig:
+    """How `fit` trains. ``None`` means the strategy's default (see `STRATEGY_DEFAULTS`)."""
+
+    epochs: int | None = _f(None, "Passes over the training data. Default depends on the strategy.")
+    batch_size: int = _f(32, "Training examples per device per optimizer step (before accumulation).")
+    eval_batch_size: int = _f(64, "Examples per batch for evaluation and prediction.")
+    learning_rate: float | None = _f(None, "Peak learning rate of the encoder's trainable weights.")
+    head_learning_rate: float | None = _f(None, "Peak learning rate of the new head.")
+    weight_decay: float = _f(0.01, "AdamW weight decay; never applied to biases and LayerNorm (1-D) weights.")
+    warmup_ratio: float = _f(0.1, "Share of the optimizer steps spent warming the learning rate up from 0.")
+    scheduler: Literal["linear", "cosine", "constant"] = _f("linear", "Learning-rate schedule after warmup.")
+    gradient_accumulation_steps: int = _f(1, "Batches accumulated per optimizer step.")
+    max_grad_norm: float | None = _f(1.0, "Clip the gradient norm to this value; null turns clipping off.")
+    mixed_precision: Literal["no", "bf16", "fp16"] = _f("no", "Autocast precision: bf16 (CPU or GPU) or fp16 (GPU).")
+    seed: int = _f(42, "Seed for initialisation, data order and the validation split.")
+    early_stopping_patience: int | None = _f(None, "Stop after this many evaluations without improvement.")
+    metric_for_best_model: str | None = _f(None, "Metric that selects the best epoch; default: the task's main metric.")
+    load_best_model_at_end: bool = _f(True, "Restore the weights of the best evaluation at the end of training.")
+    logging_steps: int = _f(50, "Log loss and learning rate every this many optimizer steps.")
+    group_by_length: bool = _f(True, "Build training batches of similar length (less padding), shuffled across batches.")
+    cache_features: bool = _f(True, "With a frozen encoder, encode the data once and train the head on cached features.")
+    extra_metrics: list[str] = _f([], "Further `evaluate` metric names (need the Hub, so online only).")
+    cpu: bool = _f(False, "Train on the CPU even when a GPU is present.")
+
+    def __post_init__(self) -> None:
+        _validate_fields(self, "training")
+        _positive(self, "batch_size", "eval_batch_size", "gradient_accumulation_steps", "logging_steps")
+        if self.epochs is not None and self.epochs < 1:
+            raise ConfigError(f"training.epochs must be at least 1, got {self.epochs}.")
+        if not 0.0 <= self.warmup_ratio < 1.0:
+            raise ConfigError(f"training.warmup_ratio must be in [0, 1), got {self.warmup_ratio}.")
+        for name in ("learning_rate", "head_learning_rate"):
+            value = getattr(self, name)
+            if value is not None and value <= 0:
+                raise ConfigError(f"training.{name} must be positive, got {value}.")
+
+
+@dataclass
+class DataConfig:
+    """Where the text and labels are in the user's data, and how text becomes tokens."""
+
+    text_column: str = _f("text", "Column with the text (the first sentence for pairs).")
+    text_pair_column: str | None = _f("text_pair", "Column with the second sentence of a pair; used when present.")
+    label_column: str = _f("label", "Column with the label: a name, a list of names (multi-label) or a number (regression).")
+    max_length: int = _f(128, "Longer texts are truncated to this many tokens.")
+    validation_split: float = _f(0.1, "Share of train held out (seeded) for evaluation when no eval_data is given; 0 disables.")
+
+    def __post_init__(self) -> None:
+        _validate_fields(self, "data")
+        _positive(self, "max_length")
+        if not 0.0 <= self.validation_split < 1.0:
+            raise ConfigError(f"data.validation_split must be in [0, 1), got {self.validation_split}.")
+
+
+@dataclass
+class FeatureExtractionOptions:
+    """Freeze the whole encoder (kept in eval mode, no dropout); only the new head trains."""
+
+
+@dataclass
+class PartialOptions:
+    """Train the top `unfreeze_last` encoder layers and the head; embeddings and lower layers stay frozen."""
+
+    unfreeze_last: int = _f(2, "How many of the top encoder layers train.")
+    layer_lr_decay: float = _f(1.0, "Learning rate multiplier per layer going down (1.0 = off).")
+
+    def __post_init__(self) -> None:
+        _validate_fields(self, "strategy")
+        _positive(self, "unfreeze_last")
+        _in_unit_interval(self, "layer_lr_decay")
+
+
+@dataclass
+class FullOptions:
+    """Train every weight."""
+
+    layer_lr_decay: float = _f(1.0, "Learning rate multiplier per layer going down (1.0 = off, 0.9 is common).")
+
+    def __post_init__(self) -> None:
+        _validate_fields(self, "strategy")
+        _in_unit_interval(self, "layer_lr_decay")
+
+
+@dataclass
+class LoraOptions:
+    """Low-rank adapters (peft LoRA) in the encoder; the base weights stay frozen, the head trains."""
+
+    r: int = _f(8, "Rank of the LoRA update matrices.")
+    alpha: int = _f(16, "LoRA scaling numerator (the update is scaled by alpha / r).")
+    dropout: float = _f(0.1, "Dropout on the LoRA input.")
+    target_modules: list[str] | None = _f(None, "Linear layer names to adapt; default chosen per architecture.")
+
+    def __post_init__(self) -> None:
+        _validate_fields(self, "strategy")
+        _positive(self, "r", "alpha")
+        if not 0.0 <= self.dropout < 1.0:
+            raise ConfigError(f"strategy.dropout must be in [0, 1), got {self.dropout}.")
+        if self.target_modules is not None and not self.target_modules:
+            raise ConfigError("strategy.target_modules is empty; give layer names or leave it unset for the default.")
+
+
+# The one table of strategy names; strategies.py maps the same names to their implementation.
+STRATEGY_OPTIONS: dict[str, type] = {
+    "feature_extraction": FeatureExtractionOptions,
+    "partial": PartialOptions,
+    "full": FullOptions,
+    "lora": LoraOptions,
+}
+
+# Defaults measured on SST-2 with MiniLM-L6 (see README "Defaults"): epochs, encoder lr, head lr.
+STRATEGY_DEFAULTS: dict[str, dict[str, float]] = {
+    "feature_extraction": {"epochs": 20, "learning_rate": 1e-3, "head_learning_rate": 1e-3},
+    "partial": {"epochs": 3, "learning_rate": 1e-4, "head_learning_rate": 1e-3},
+    "full": {"epochs": 3, "learning_rate": 5e-5, "head_learning_rate": 1e-3},
+    "lora": {"epochs": 3, "learning_rate": 1e-3, "head_learning_rate": 1e-3},
+}
+
+
+def resolve_training(settings: TrainingConfig, strategy: str) -> TrainingConfig:
+    """A copy of `settings` with every ``None`` default filled from the strategy's defaults."""
+    defaults = STRATEGY_DEFAULTS[strategy]
+    filled = {key: value for key, value in defaults.items() if getattr(settings, key) is None}
+    filled["epochs"] = int(filled.get("epochs", settings.epochs))
+    return dataclasses.replace(settings, **filled)
+
+
+def build(cls: type[T], values: dict[str, Any], where: str = "") -> T:
+    """Create `cls` from a mapping, naming unknown keys with the closest valid one."""
+    names = [f.name for f in dataclasses.fields(cls)]
+    for key in values:
+        if key not in names:
+            place = f" in {where}" if where else ""
+            raise ConfigError(f"Unknown setting {key!r}{place}: {did_you_mean(key, names)}")
+    return cls(**values)
+
+
+def help_text(cls: type) -> dict[str, str]:
+    """Field name -> help text, for --help output and documentation."""
+    return {f.name: f.metadata.get("help", "") for f in dataclasses.fields(cls)}
+
+
+def _validate_fields(obj: Any, section: str) -> None:
+    hints = typing.get_type_hints(type(obj))
+    for f in dataclasses.fields(obj):
+        value = getattr(obj, f.name)
+        if not _matches(value, hints[f.name]):
+            raise ConfigError(
+                f"{section}.{f.name} must be {_describe(hints[f.name])}, got {value!r} ({type(value).__name__})."
+            )
+
+
+def _matches(value: Any, annotation: Any) -> bool:
+    origin = typing.get_origin(annotation)
+    args = typing.get_args(annotation)
+    if annotation is Any:
+        return True
+    if origin is Literal:
+        return value in args
+    if origin in (typing.Union, types.UnionType):
+        return any(_matches(value, arg) for arg in args)
+    if origin is list:
+        return isinstance(value, (list, tuple)) and all(_matches(v, args[0]) for v in value)
+    if annotation is type(None):
+        return value is None
+    if annotation is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if annotation is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    return isinstance(value, annotation)
+
+
+def _describe(annotation: Any) -> str:
+    origin = typing.get_origin(annotation)
+    args = typing.get_args(annotation)
+    if origin is Literal:
+        return "one of " + ", ".join(repr(a) for a in args)
+    if args:
+        return " or ".join(_describe(a) for a in args) if origin is not list else f"a list of {_describe(args[0])}"
+    return "null" if annotation is type(None) else f"a {annotation.__name__}"
+
+
+def _positive(obj: Any, *names: str) -> None:
+    for name in names:
+        if getattr(obj, name) < 1:
+            raise ConfigError(f"{name} must be at least 1, got {getattr(obj, name)}.")
+
+
+def _in_unit_interval(obj: Any, name: str) -> None:
+    value = getattr(obj, name)
+    if not 0.0 < value <= 1.0:
+        raise ConfigError(f"{name} must be in (0, 1], got {value} (1.0 turns layer-wise decay off).")

@@ -1,0 +1,271 @@
+"""Reading the user's data, checking it, tokenising it, and batching it with little padding.
+
+Accepted sources: a file path (.csv, .tsv, .json, .jsonl, .parquet), a `datasets.Dataset`, a
+pandas DataFrame, or a list of dicts. Everything is checked before any model work starts.
+
+    >>> table = read_table("train.jsonl", where="train")
+    >>> texts = TextColumns.from_table(table, DataConfig(), where="train", need_labels=True)
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch.utils.data import Dataset, Sampler
+
+from .config import DataConfig
+from .errors import DataError
+
+__all__ = [
+    "read_table",
+    "TextColumns",
+    "TokenizedDataset",
+    "LengthGroupedBatchSampler",
+    "SortedBatchSampler",
+    "PaddingCollator",
+    "FeatureCollator",
+    "split_validation",
+]
+
+_READERS = {".csv": "csv", ".tsv": "tsv", ".json": "json", ".jsonl": "jsonl", ".parquet": "parquet"}
+
+
+def read_table(source: Any, where: str) -> dict[str, list[Any]]:
+    """Any accepted source -> {column: values}, with plain Python values."""
+    if isinstance(source, (str, Path)):
+        return _read_file(Path(source), where)
+    if type(source).__name__ in ("DatasetDict", "IterableDatasetDict"):
+        splits = list(source.keys())
+        raise DataError(f"{where}: got a DatasetDict with splits {splits}; pass one split, did you mean `dataset[{splits[0]!r}]`?")
+    if hasattr(source, "column_names") and hasattr(source, "to_dict"):  # datasets.Dataset
+        return {name: list(values) for name, values in source.to_dict().items()}
+    if hasattr(source, "columns") and hasattr(source, "to_dict"):  # pandas.DataFrame
+        return {str(name): source[name].tolist() for name in source.columns}
+    if isinstance(source, (list, tuple)) and all(isinstance(row, dict) for row in source):
+        columns: dict[str, list[Any]] = {}
+        for row in source:
+            for key in row:
+                columns.setdefault(key, [])
+        for row in source:
+            for key, values in columns.items():
+                values.append(row.get(key))
+        return columns
+    raise DataError(
+        f"{where}: cannot read data of type {type(source).__name__}. Give a file path (.csv, .tsv, .json, "
+        ".jsonl, .parquet), a datasets.Dataset, a pandas DataFrame or a list of dicts."
+    )
+
+
+def _read_file(path: Path, where: str) -> dict[str, list[Any]]:
+    import pandas as pd
+
+    if not path.is_file():
+        raise DataError(f"{where}: data file {str(path)!r} does not exist.")
+    kind = _READERS.get(path.suffix.lower())
+    if kind is None:
+        raise DataError(f"{where}: cannot read {path.name!r}; supported file types: {', '.join(_READERS)}.")
+    try:
+        if kind in ("csv", "tsv"):
+            frame = pd.read_csv(path, sep="," if kind == "csv" else "\t", keep_default_na=False, na_values=[""])
+        elif kind == "parquet":
+            frame = pd.read_parquet(path)
+        elif kind == "jsonl":
+            return _read_jsonl(path, where)
+        else:
+            rows = json.loads(path.read_text(encoding="utf-8"))
+            if isinstance(rows, dict):  # {"column": [values]} is also common
+                return {str(k): list(v) for k, v in rows.items()}
+            return read_table(rows, where)
+    except UnicodeDecodeError as error:
+        raise DataError(f"{where}: {path.name!r} is not UTF-8 text ({error}). Re-save it as UTF-8.") from error
+    except (pd.errors.ParserError, ValueError) as error:
+        raise DataError(f"{where}: could not parse {path.name!r}: {error}") from error
+    # pandas gives NaN for empty cells; None is what the checks below understand.
+    return {str(c): [None if _is_nan(v) else v for v in frame[c].tolist()] for c in frame.columns}
+
+
+def _read_jsonl(path: Path, where: str) -> dict[str, list[Any]]:
+    rows = []
+    with path.open(encoding="utf-8") as handle:
+        for number, line in enumerate(handle, start=1):
+            if line.strip():
+                try:
+                    rows.append(json.loads(line))
+                except json.JSONDecodeError as error:
+                    raise DataError(f"{where}: line {number} of {path.name!r} is not valid JSON: {error}") from error
+    return read_table(rows, where)
+
+
+def _is_nan(value: Any) -> bool:
+    return isinstance(value, float) and math.isnan(value)
+
+
+@dataclass(frozen=True)
+class TextColumns:
+    """The validated text columns (and labels, when present) of one data source."""
+
+    texts: list[str]
+    pairs: list[str] | None
+    labels: list[Any] | None
+
+    def __len__(self) -> int:
+        return len(self.texts)
+
+    @classmethod
+    def from_table(cls, table: dict[str, list[Any]], config: DataConfig, where: str, need_labels: bool) -> TextColumns:
+        found = sorted(table)
+        if config.text_column not in table:
+            raise DataError(
+                f"{where}: no text column {config.text_column!r}; columns found: {found}. "
+                f"Set text_column to the column that holds the text."
+            )
+        texts = table[config.text_column]
+        if not texts:
+            raise DataError(f"{where}: the data is empty (0 rows).")
+        if need_labels and config.label_column not in table:
+            raise DataError(
+                f"{where}: no label column {config.label_column!r}; columns found: {found}. "
+                f"Set label_column to the column that holds the labels."
+            )
+        pair_column = config.text_pair_column
+        pairs = table.get(pair_column) if pair_column else None
+        _check_texts(texts, config.text_column, where)
+        if pairs is not None:
+            _check_texts(pairs, pair_column, where)
+        labels = table.get(config.label_column)
+        return cls([str(t) for t in texts], [str(p) for p in pairs] if pairs is not None else None, labels)
+
+
+def _check_texts(texts: Sequence[Any], column: str, where: str) -> None:
+    empty = [i for i, t in enumerate(texts) if t is None or (isinstance(t, str) and not t.strip())]
+    if empty:
+        raise DataError(
+            f"{where}: {len(empty)} row(s) have an empty {column!r} (first rows: {empty[:5]}). "
+            "Drop them or fill in the text; an empty text carries nothing to learn from."
+        )
+    not_text = [i for i, t in enumerate(texts) if not isinstance(t, str)]
+    if not_text:
+        raise DataError(
+            f"{where}: column {column!r} must hold text; rows {not_text[:5]} hold {[texts[i] for i in not_text[:5]]}."
+        )
+
+
+def split_validation(columns: TextColumns, share: float, seed: int) -> tuple[TextColumns, TextColumns]:
+    """A seeded random hold-out of `share` of the rows, for when the user gave no evaluation data."""
+    generator = torch.Generator().manual_seed(seed)
+    order = torch.randperm(len(columns), generator=generator).tolist()
+    held = max(1, int(round(len(columns) * share)))
+    if held >= len(columns):
+        raise DataError(f"train: {len(columns)} rows are too few to hold out {share:.0%} for validation; pass eval_data.")
+    return _take(columns, sorted(order[held:])), _take(columns, sorted(order[:held]))
+
+
+def _take(columns: TextColumns, rows: list[int]) -> TextColumns:
+    pick = lambda values: [values[i] for i in rows] if values is not None else None  # noqa: E731
+    return TextColumns(pick(columns.texts), pick(columns.pairs), pick(columns.labels))
+
+
+class TokenizedDataset(Dataset):
+    """Token ids per example plus its target and its row index (so outputs can be put back in order)."""
+
+    def __init__(self, encodings: dict[str, list[list[int]]], targets: torch.Tensor | None) -> None:
+        self.encodings = encodings
+        self.targets = targets
+        self.lengths = [len(ids) for ids in encodings["input_ids"]]
+
+    def __len__(self) -> int:
+        return len(self.lengths)
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        item: dict[str, Any] = {key: values[index] for key, values in self.encodings.items()}
+        item["index"] = index
+        if self.targets is not None:
+            item["labels"] = self.targets[index]
+        return item
+
+
+class PaddingCollator:
+    """Pads each batch to its own longest example (rounded up to `multiple_of`)."""
+
+    def __init__(self, pad_token_id: int, multiple_of: int = 1) -> None:
+        self.pad_token_id = pad_token_id
+        self.multiple_of = multiple_of
+
+    def __call__(self, items: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
+        longest = max(len(item["input_ids"]) for item in items)
+        width = -(-longest // self.multiple_of) * self.multiple_of
+        batch: dict[str, torch.Tensor] = {}
+        for key in items[0]:
+            if key in ("index", "labels"):
+                continue
+            pad = self.pad_token_id if key == "input_ids" else 0
+            batch[key] = torch.tensor([item[key] + [pad] * (width - len(item[key])) for item in items], dtype=torch.long)
+        batch["index"] = torch.tensor([item["index"] for item in items], dtype=torch.long)
+        if "labels" in items[0]:
+            batch["labels"] = torch.stack([item["labels"] for item in items])
+        return batch
+
+
+class FeatureCollator:
+    """Stacks cached feature rows (no padding needed)."""
+
+    def __call__(self, items: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
+        return {key: torch.stack([torch.as_tensor(item[key]) for item in items]) for key in items[0]}
+
+
+class LengthGroupedBatchSampler(Sampler[list[int]]):
+    """Training batches of similar length, in a seeded random order that changes every epoch.
+
+    Shuffle all rows, cut them into windows of `window` batches, sort each window by length and cut it
+    into batches, then shuffle the batches. Padding drops to near zero while every batch is still a
+    random draw of similar-length rows.
+    """
+
+    def __init__(self, lengths: Sequence[int], batch_size: int, seed: int, group: bool = True, window: int = 50) -> None:
+        self.lengths = list(lengths)
+        self.batch_size = batch_size
+        self.seed = seed
+        self.group = group
+        self.window = window
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return -(-len(self.lengths) // self.batch_size)
+
+    def __iter__(self) -> Iterator[list[int]]:
+        generator = torch.Generator().manual_seed(self.seed + self.epoch)
+        order = torch.randperm(len(self.lengths), generator=generator).tolist()
+        if not self.group:
+            yield from (order[i : i + self.batch_size] for i in range(0, len(order), self.batch_size))
+            return
+        span = self.batch_size * self.window
+        batches = []
+        for start in range(0, len(order), span):
+            window = sorted(order[start : start + span], key=lambda i: self.lengths[i], reverse=True)
+            batches += [window[i : i + self.batch_size] for i in range(0, len(window), self.batch_size)]
+        for position in torch.randperm(len(batches), generator=generator).tolist():
+            yield batches[position]
+
+
+class SortedBatchSampler(Sampler[list[int]]):
+    """Evaluation batches sorted by length (longest first, so memory peaks at once)."""
+
+    def __init__(self, lengths: Sequence[int], batch_size: int) -> None:
+        self.order = sorted(range(len(lengths)), key=lambda i: lengths[i], reverse=True)
+        self.batch_size = batch_size
+
+    def __len__(self) -> int:
+        return -(-len(self.order) // self.batch_size)
+
+    def __iter__(self) -> Iterator[list[int]]:
+        for start in range(0, len(self.order), self.batch_size):
+            yield self.order[start : start + self.batch_size]

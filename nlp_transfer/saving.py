@@ -1,0 +1,133 @@
+"""The saved-model folder: its metadata file, safe tensor I/O, and replacing a folder without loss.
+
+Every folder nlp_transfer writes holds ``nlp_transfer.json`` (what the model is: task, labels,
+strategy, head, layout, settings, metrics, versions) next to the weights. The weights layout is one
+of:
+
+- ``transformers``: ``config.json`` + ``model.safetensors`` in the architecture's own
+  ``*ForSequenceClassification`` layout, loadable without nlp_transfer;
+- ``encoder``: ``encoder/`` (a plain ``save_pretrained`` folder) + ``head.safetensors``;
+- ``adapter``: ``adapter/`` (a peft LoRA adapter) + ``head.safetensors``; the base model is named
+  in the metadata and in the adapter config.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import tempfile
+from collections.abc import Callable
+from contextlib import contextmanager
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any, Iterator
+
+import torch
+
+from .errors import ModelLoadError
+
+__all__ = ["METADATA_FILE", "FORMAT_VERSION", "ModelMetadata", "write_folder", "read_metadata", "save_tensors", "load_tensors"]
+
+logger = logging.getLogger(__name__)
+
+METADATA_FILE = "nlp_transfer.json"
+FORMAT_VERSION = 1
+
+
+@dataclass
+class ModelMetadata:
+    """Everything needed to rebuild a classifier, apart from the weights."""
+
+    modality: str
+    layout: str
+    base_model: str
+    model_type: str
+    task: str
+    labels: list[Any] | None
+    num_outputs: int
+    threshold: float
+    pooling: str
+    pool_layers: int
+    head: dict[str, Any]
+    strategy: dict[str, Any]
+    max_length: int | None = None
+    uses_text_pair: bool = False
+    data: dict[str, Any] = field(default_factory=dict)
+    training: dict[str, Any] | None = None
+    metrics: dict[str, Any] | None = None
+    library_version: str = ""
+    format_version: int = FORMAT_VERSION
+
+    def to_json(self) -> str:
+        return json.dumps({f.name: getattr(self, f.name) for f in fields(self)}, indent=2, default=str)
+
+
+def read_metadata(folder: Path) -> ModelMetadata:
+    path = folder / METADATA_FILE
+    if not path.is_file():
+        raise ModelLoadError(
+            f"{str(folder)!r} has no {METADATA_FILE}, so it was not saved by nlp_transfer. To start from a plain "
+            "Hugging Face model, use TextClassifier.from_pretrained(path, labels=...)."
+        )
+    try:
+        raw = json.loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise ModelLoadError(f"{path} is damaged ({error}); save the model again.") from error
+    known = {f.name for f in fields(ModelMetadata)}
+    unknown = sorted(set(raw) - known)
+    if unknown:  # a newer nlp_transfer wrote it: keep going with what we understand
+        logger.warning("%s has settings this version does not know (%s); they are ignored.", path, ", ".join(unknown))
+    if raw.get("format_version", 0) > FORMAT_VERSION:
+        logger.warning("%s was written in format %s, newer than this version's %s.", path, raw["format_version"], FORMAT_VERSION)
+    try:
+        return ModelMetadata(**{k: v for k, v in raw.items() if k in known})
+    except TypeError as error:
+        raise ModelLoadError(f"{path} lacks required entries ({error}); save the model again.") from error
+
+
+def save_tensors(tensors: dict[str, torch.Tensor], path: Path) -> None:
+    from safetensors.torch import save_file
+
+    save_file({k: v.detach().to("cpu").contiguous().clone() for k, v in tensors.items()}, str(path), metadata={"format": "pt"})
+
+
+def load_tensors(path: Path) -> dict[str, torch.Tensor]:
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    if not path.is_file():
+        raise ModelLoadError(f"Missing weights file {str(path)!r}; the model folder is incomplete. Save the model again.")
+    try:
+        return load_file(str(path))
+    except (SafetensorError, OSError, ValueError) as error:
+        raise ModelLoadError(f"{str(path)!r} is corrupt or truncated ({error}); save the model again.") from error
+
+
+def write_folder(target: Path, write: Callable[[Path], None]) -> None:
+    """Write a model folder through `write(tmp)` into a sibling temporary folder, then swap it in.
+
+    A failure (full disk, interrupted process) leaves any previous model at `target` untouched.
+    """
+    target = Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with _temporary_sibling(target) as staging:
+        write(staging)
+        if target.exists():
+            backup = target.with_name(f".{target.name}.old-{os.getpid()}")
+            os.replace(target, backup)
+            os.replace(staging, target)
+            shutil.rmtree(backup, ignore_errors=True)
+        else:
+            os.replace(staging, target)
+
+
+@contextmanager
+def _temporary_sibling(target: Path) -> Iterator[Path]:
+    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.parent))
+    try:
+        yield staging
+    finally:
+        if staging.exists():
+            shutil.rmtree(staging, ignore_errors=True)

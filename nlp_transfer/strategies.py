@@ -1,0 +1,165 @@
+"""The strategy layer: the only place that decides which weights train.
+
+A strategy freezes and unfreezes the backbone's stem and blocks (and, for LoRA, adds adapters);
+the head always trains. The same classes drive text encoders and vision backbones, because they
+only use the `Backbone` contract (stem, blocks, LoRA targets).
+
+Adding a strategy: one options dataclass in `config.STRATEGY_OPTIONS`, one class here, one entry in
+`STRATEGIES`.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import asdict
+from typing import Any
+
+import torch
+from torch import nn
+
+from .config import STRATEGY_OPTIONS, FeatureExtractionOptions, FullOptions, LoraOptions, PartialOptions, build
+from .errors import StrategyError, did_you_mean
+from .model import TransferModel
+
+__all__ = ["Strategy", "FeatureExtraction", "Partial", "Full", "Lora", "STRATEGIES", "make_strategy", "parameter_groups"]
+
+logger = logging.getLogger(__name__)
+
+
+class Strategy:
+    """Base class. `apply` sets ``requires_grad`` on every parameter of the model."""
+
+    name: str = ""
+    frozen_backbone: bool = False  # True: backbone outputs are fixed, so features can be cached
+
+    def __init__(self, options: Any) -> None:
+        self.options = options
+
+    def apply(self, model: TransferModel) -> None:
+        model.backbone.requires_grad_(False)
+        model.head.requires_grad_(True)
+        self._unfreeze(model)
+        model.keep_in_eval(self._kept_in_eval(model))
+
+    def _unfreeze(self, model: TransferModel) -> None:
+        raise NotImplementedError
+
+    def _kept_in_eval(self, model: TransferModel) -> list[nn.Module]:
+        return []
+
+    def layer_lr_decay(self) -> float:
+        return getattr(self.options, "layer_lr_decay", 1.0)
+
+    def describe(self) -> dict[str, Any]:
+        return {"name": self.name, "options": asdict(self.options)}
+
+
+class FeatureExtraction(Strategy):
+    name = "feature_extraction"
+    frozen_backbone = True
+
+    def _unfreeze(self, model: TransferModel) -> None:
+        pass
+
+    def _kept_in_eval(self, model: TransferModel) -> list[nn.Module]:
+        return [model.backbone]
+
+
+class Partial(Strategy):
+    name = "partial"
+
+    def _unfreeze(self, model: TransferModel) -> None:
+        blocks = model.backbone.blocks()
+        wanted = self.options.unfreeze_last
+        if wanted > len(blocks):
+            raise StrategyError(
+                f"unfreeze_last={wanted}, but this model has {len(blocks)} layers. Use unfreeze_last between "
+                f"1 and {len(blocks)}, or strategy='full' to train everything."
+            )
+        for block in blocks[len(blocks) - wanted :]:
+            block.requires_grad_(True)
+        # What sits above the blocks (e.g. a final LayerNorm) feeds the head directly: it trains too.
+        in_blocks = {id(p) for block in blocks for p in block.parameters()} | {id(p) for p in model.backbone.stem().parameters()}
+        for parameter in model.backbone.parameters():
+            if id(parameter) not in in_blocks:
+                parameter.requires_grad_(True)
+
+    def _kept_in_eval(self, model: TransferModel) -> list[nn.Module]:
+        blocks = model.backbone.blocks()
+        return [model.backbone.stem(), *blocks[: len(blocks) - self.options.unfreeze_last]]
+
+
+class Full(Strategy):
+    name = "full"
+
+    def _unfreeze(self, model: TransferModel) -> None:
+        model.backbone.requires_grad_(True)
+
+
+class Lora(Strategy):
+    name = "lora"
+
+    def _unfreeze(self, model: TransferModel) -> None:
+        backbone = model.backbone
+        if hasattr(backbone.encoder, "peft_config"):  # adapters already in place (reloaded model)
+            _set_lora_trainable(backbone.encoder)
+            return
+        try:
+            from peft import LoraConfig, get_peft_model
+        except ImportError as error:
+            raise StrategyError("strategy='lora' needs peft: pip install peft") from error
+        targets = self.options.target_modules or backbone.default_lora_targets()
+        available = backbone.linear_layer_names()
+        missing = [t for t in targets if t not in available]
+        if missing:
+            raise StrategyError(
+                f"LoRA target module(s) {missing} not found in this {backbone.model_type} model. "
+                f"Its Linear layers are: {', '.join(available)}. Set target_modules to some of them."
+            )
+        config = LoraConfig(r=self.options.r, lora_alpha=self.options.alpha, lora_dropout=self.options.dropout,
+                            target_modules=list(targets), bias="none")
+        backbone.encoder = get_peft_model(backbone.encoder, config)
+        _set_lora_trainable(backbone.encoder)
+
+
+def _set_lora_trainable(encoder: nn.Module) -> None:
+    for name, parameter in encoder.named_parameters():
+        parameter.requires_grad_("lora_" in name)
+
+
+STRATEGIES: dict[str, type[Strategy]] = {
+    "feature_extraction": FeatureExtraction,
+    "partial": Partial,
+    "full": Full,
+    "lora": Lora,
+}
+
+
+def make_strategy(name: str, options: dict[str, Any] | None = None) -> Strategy:
+    """The strategy `name` with its options checked (unknown names and options get a "did you mean")."""
+    if name not in STRATEGIES:
+        raise StrategyError(f"Unknown strategy {name!r}: {did_you_mean(name, STRATEGIES)}")
+    return STRATEGIES[name](build(STRATEGY_OPTIONS[name], dict(options or {}), where=f"strategy {name!r} options"))
+
+
+def parameter_groups(model: TransferModel, strategy: Strategy, learning_rate: float, head_learning_rate: float,
+                     weight_decay: float) -> list[dict[str, Any]]:
+    """AdamW groups over trainable parameters only.
+
+    Rules: the head gets `head_learning_rate`; block i of L gets ``learning_rate * decay**(L-1-i)``
+    and the stem ``learning_rate * decay**L`` (layer-wise decay; 1.0 = off); no weight decay on 1-D
+    tensors (biases, norms).
+    """
+    decay = strategy.layer_lr_decay()
+    rates: dict[int, float] = {id(p): head_learning_rate for p in model.head.parameters()}
+    if decay != 1.0:
+        blocks = model.backbone.blocks()
+        for depth, block in enumerate(reversed(blocks)):
+            rates.update({id(p): learning_rate * decay**depth for p in block.parameters()})
+        rates.update({id(p): learning_rate * decay ** len(blocks) for p in model.backbone.stem().parameters()})
+    groups: dict[tuple[float, float], list[torch.nn.Parameter]] = {}
+    for parameter in model.parameters():
+        if parameter.requires_grad:
+            key = (rates.get(id(parameter), learning_rate), weight_decay if parameter.ndim >= 2 else 0.0)
+            groups.setdefault(key, []).append(parameter)
+    return [{"params": params, "lr": lr, "weight_decay": wd} for (lr, wd), params in groups.items()]

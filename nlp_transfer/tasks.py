@@ -1,0 +1,154 @@
+"""Tasks: how labels become targets, which loss trains them, and how logits become answers.
+
+Three tasks cover what our users bring: one label per example, any number of labels per example,
+and a number to predict. Sentence pairs are not a task of their own; any task accepts a second text.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import numpy as np
+import torch
+from torch.nn import functional as F
+
+from .errors import ConfigError, DataError, did_you_mean
+
+__all__ = ["TaskName", "Task", "TASKS", "get_task", "infer_labels"]
+
+TaskName = Literal["single_label", "multi_label", "regression"]
+
+
+@dataclass(frozen=True)
+class Task:
+    """The behaviour of one task; instances live in `TASKS`."""
+
+    name: TaskName
+    hf_problem_type: str  # the matching `config.problem_type` of transformers
+
+    @property
+    def has_labels(self) -> bool:
+        return self.name != "regression"
+
+    def num_outputs(self, labels: Sequence[Any] | None) -> int:
+        return 1 if self.name == "regression" else len(labels or ())
+
+    def encode(self, values: Sequence[Any], label2id: dict[Any, int] | None, where: str) -> torch.Tensor:
+        """Targets as a tensor; raises `DataError` for labels the model does not know."""
+        if self.name == "regression":
+            return torch.tensor([float(v) for v in values], dtype=torch.float32)
+        assert label2id is not None  # every classification model knows its labels by now
+        known = list(label2id)
+        if self.name == "single_label":
+            _check_known({v for v in values}, label2id, where)
+            return torch.tensor([label2id[v] for v in values], dtype=torch.long)
+        _check_known({v for row in values for v in row}, label2id, where)
+        targets = torch.zeros(len(values), len(known), dtype=torch.float32)
+        for row, names in enumerate(values):
+            for name in names:
+                targets[row, label2id[name]] = 1.0
+        return targets
+
+    def loss(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        logits = logits.float()  # the loss in fp32 also under bf16/fp16 autocast
+        if self.name == "single_label":
+            return F.cross_entropy(logits, targets)
+        if self.name == "multi_label":
+            return F.binary_cross_entropy_with_logits(logits, targets)
+        return F.mse_loss(logits.squeeze(-1), targets)
+
+    def scores(self, logits: np.ndarray) -> np.ndarray:
+        """Probabilities (softmax or per-label sigmoid); for regression, the predicted value."""
+        if self.name == "single_label":
+            shifted = logits - logits.max(axis=1, keepdims=True)
+            exp = np.exp(shifted)
+            return exp / exp.sum(axis=1, keepdims=True)
+        if self.name == "multi_label":
+            return 1.0 / (1.0 + np.exp(-logits))
+        return logits[:, 0]
+
+    def decide(self, logits: np.ndarray, threshold: float) -> np.ndarray:
+        """Class ids (single-label), multi-hot rows (multi-label) or values (regression)."""
+        if self.name == "single_label":
+            return logits.argmax(axis=1)
+        if self.name == "multi_label":
+            return (self.scores(logits) >= threshold).astype(np.int64)
+        return logits[:, 0]
+
+    def targets_for_metrics(self, targets: np.ndarray) -> np.ndarray:
+        return targets.astype(np.int64) if self.name == "multi_label" else targets
+
+
+TASKS: dict[str, Task] = {
+    "single_label": Task("single_label", "single_label_classification"),
+    "multi_label": Task("multi_label", "multi_label_classification"),
+    "regression": Task("regression", "regression"),
+}
+
+
+def get_task(name: str) -> Task:
+    if name not in TASKS:
+        raise ConfigError(f"Unknown task {name!r}: {did_you_mean(name, TASKS)}")
+    return TASKS[name]
+
+
+def infer_labels(task: Task, values: Sequence[Any], where: str) -> list[Any]:
+    """The sorted label set of the data, with a clear error for values the task cannot use."""
+    if task.name == "regression":
+        bad = [i for i, v in enumerate(values) if not _is_number(v) or math.isnan(float(v))]
+        if bad:
+            raise DataError(
+                f"{where}: regression needs a number in every label; rows {bad[:5]} have "
+                f"{[values[i] for i in bad[:5]]}. Drop or fill these rows."
+            )
+        return []
+    if task.name == "multi_label":
+        not_lists = [i for i, v in enumerate(values) if not isinstance(v, (list, tuple))]
+        if not_lists:
+            raise DataError(
+                f"{where}: task='multi_label' needs a list of label names per row; rows {not_lists[:5]} have "
+                f"{[values[i] for i in not_lists[:5]]}. Use lists such as ['sports', 'politics'], or task='single_label'."
+            )
+        flat = [v for row in values for v in row]
+    else:
+        lists = [i for i, v in enumerate(values) if isinstance(v, (list, tuple))]
+        if lists:
+            raise DataError(f"{where}: rows {lists[:5]} hold lists of labels; for several labels per text use task='multi_label'.")
+        flat = list(values)
+    missing = [i for i, v in enumerate(flat) if v is None or (isinstance(v, float) and math.isnan(v))]
+    if missing:
+        raise DataError(f"{where}: {len(missing)} label(s) are empty (first at row {missing[0]}). Fill or drop them.")
+    kinds = {"number" if _is_number(v) else type(v).__name__ for v in flat}
+    if len(kinds) > 1:
+        raise DataError(
+            f"{where}: the label column mixes types ({', '.join(sorted(kinds))}), e.g. {_examples(flat)}. "
+            "Use one type: all names (strings) or all integer ids."
+        )
+    if kinds == {"number"} and any(float(v) != int(v) for v in flat):
+        raise DataError(
+            f"{where}: labels such as {_examples(flat)} are not whole numbers; for numeric targets use task='regression'."
+        )
+    return sorted(set(flat))
+
+
+def _check_known(seen: set[Any], label2id: dict[Any, int], where: str) -> None:
+    unknown = sorted(seen - set(label2id), key=str)
+    if unknown:
+        raise DataError(
+            f"{where}: label(s) {unknown[:10]} are not among the model's labels {list(label2id)}. "
+            "Evaluate on data with the labels the model was trained on, or retrain with these labels included."
+        )
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool)
+
+
+def _examples(values: Sequence[Any]) -> str:
+    seen: dict[str, Any] = {}
+    for v in values:
+        seen.setdefault(type(v).__name__, v)
+    return ", ".join(repr(v) for v in seen.values())
