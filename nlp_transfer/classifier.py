@@ -57,6 +57,7 @@ class Classifier:
         self.history: TrainingHistory | None = None
         self.model: TransferModel | None = None
         self._accelerator = None
+        strategy.check(backbone)  # a strategy that cannot fit this model fails now, not at fit
         self._num_outputs = self._outputs_for(labels, num_labels)
         if self._num_outputs is not None:
             self._build_head(self._num_outputs)
@@ -85,8 +86,9 @@ class Classifier:
             torch.manual_seed(self.seed)
             head = ClassificationHead(HeadConfig(self.backbone.feature_size, num_outputs, **self.head_options))
             self._init_head(head)
-            self.model = TransferModel(self.backbone, head, self.task)
-            self.strategy.apply(self.model)
+            model = TransferModel(self.backbone, head, self.task)
+            self.strategy.apply(model)
+        self.model = model  # only a model whose strategy applied cleanly
 
     def _init_head(self, head: ClassificationHead) -> None:
         """Hook: start the head from pretrained weights where the architecture has them."""
@@ -104,10 +106,10 @@ class Classifier:
                     f"num_labels={self._num_outputs}, but {where} has {len(found)} labels: {found[:20]}. "
                     f"Set num_labels={len(found)}, or pass labels=[...] listing every label."
                 )
-        self.labels = found
         if self.model is None:
             self._build_head(len(found))
             self._num_outputs = len(found)
+        self.labels = found
 
     @property
     def label2id(self) -> dict[Any, int] | None:
@@ -133,8 +135,7 @@ class Classifier:
         """
         training, data_config = self._split_settings(settings)
         resolved = resolve_training(training, self.strategy.name)
-        self.data_config = data_config
-        train_ex, eval_ex = self._train_and_eval_examples(train, eval_data, resolved)
+        train_ex, eval_ex = self._train_and_eval_examples(train, eval_data, resolved, data_config)
         metric = self._check_best_metric(resolved, eval_ex is not None)
         train_set = self._dataset(train_ex, self.task.encode(train_ex.labels, self.label2id, "train"))
         eval_set = self._dataset(eval_ex, self.task.encode(eval_ex.labels, self.label2id, "eval_data")) if eval_ex else None
@@ -194,19 +195,20 @@ class Classifier:
         data = build(DataConfig, {k: v for k, v in settings.items() if k in data_keys}, where="fit")
         return training, data
 
-    def _train_and_eval_examples(self, train: Any, eval_data: Any, settings: TrainingConfig):
+    def _train_and_eval_examples(self, train: Any, eval_data: Any, settings: TrainingConfig, data_config: DataConfig):
+        """Read and check all data; only then adopt its labels and column settings."""
         from .data import split_validation
 
-        train_ex = self._examples(train, self.data_config, "train", need_labels=True)
-        self._settle_labels(train_ex.labels, "train")
+        train_ex = self._examples(train, data_config, "train", need_labels=True)
+        eval_ex = None
         if eval_data is not None:
-            eval_ex = self._examples(eval_data, self.data_config, "eval_data", need_labels=True)
+            eval_ex = self._examples(eval_data, data_config, "eval_data", need_labels=True)
             infer_labels(self.task, eval_ex.labels, "eval_data")
-        elif self.data_config.validation_split > 0:
-            train_ex, eval_ex = split_validation(train_ex, self.data_config.validation_split, settings.seed)
+        self._settle_labels(train_ex.labels, "train")
+        self.data_config = data_config
+        if eval_ex is None and data_config.validation_split > 0:
+            train_ex, eval_ex = split_validation(train_ex, data_config.validation_split, settings.seed)
             logger.info("No eval_data: holding out %d of the training examples for evaluation.", len(eval_ex))
-        else:
-            eval_ex = None
         return train_ex, eval_ex
 
     def _check_best_metric(self, settings: TrainingConfig, has_eval: bool) -> str:

@@ -222,7 +222,10 @@ def _describe(annotation: Any) -> str:
         return "one of " + ", ".join(repr(a) for a in args)
     if args:
         return " or ".join(_describe(a) for a in args) if origin is not list else f"a list of {_describe(args[0])}"
-    return "null" if annotation is type(None) else f"a {annotation.__name__}"
+    if annotation is type(None):
+        return "null"
+    name = annotation.__name__
+    return f"an {name}" if name[0] in "aeiou" else f"a {name}"
 
 
 def _positive(obj: Any, *names: str) -> None:

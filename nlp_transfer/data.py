@@ -42,11 +42,14 @@ def read_table(source: Any, where: str) -> dict[str, list[Any]]:
         return _read_file(Path(source), where)
     if type(source).__name__ in ("DatasetDict", "IterableDatasetDict"):
         splits = list(source.keys())
-        raise DataError(f"{where}: got a DatasetDict with splits {splits}; pass one split, did you mean `dataset[{splits[0]!r}]`?")
+        hint = "train" if "train" in splits else splits[0]
+        raise DataError(f"{where}: got a DatasetDict with splits {splits}; pass one split, did you mean `dataset[{hint!r}]`?")
     if hasattr(source, "column_names") and hasattr(source, "to_dict"):  # datasets.Dataset
         return {name: list(values) for name, values in source.to_dict().items()}
     if hasattr(source, "columns") and hasattr(source, "to_dict"):  # pandas.DataFrame
         return {str(name): source[name].tolist() for name in source.columns}
+    if isinstance(source, (list, tuple)) and not source:
+        raise DataError(f"{where}: the data is empty (0 rows).")
     if isinstance(source, (list, tuple)) and all(isinstance(row, dict) for row in source):
         columns: dict[str, list[Any]] = {}
         for row in source:
@@ -242,7 +245,8 @@ class LengthGroupedBatchSampler(Sampler[list[int]]):
         return -(-len(self.lengths) // self.batch_size)
 
     def __iter__(self) -> Iterator[list[int]]:
-        generator = torch.Generator().manual_seed(self.seed + self.epoch)
+        # seed and epoch kept apart: (seed 42, epoch 2) must not replay (seed 43, epoch 1)
+        generator = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
         order = torch.randperm(len(self.lengths), generator=generator).tolist()
         if not self.group:
             yield from (order[i : i + self.batch_size] for i in range(0, len(order), self.batch_size))

@@ -35,7 +35,11 @@ class Strategy:
     def __init__(self, options: Any) -> None:
         self.options = options
 
+    def check(self, backbone: nn.Module) -> None:
+        """Raise `StrategyError` when the options do not fit this backbone (before anything trains)."""
+
     def apply(self, model: TransferModel) -> None:
+        self.check(model.backbone)
         model.backbone.requires_grad_(False)
         model.head.requires_grad_(True)
         self._unfreeze(model)
@@ -68,15 +72,17 @@ class FeatureExtraction(Strategy):
 class Partial(Strategy):
     name = "partial"
 
+    def check(self, backbone: nn.Module) -> None:
+        depth, wanted = len(backbone.blocks()), self.options.unfreeze_last
+        if wanted > depth:
+            raise StrategyError(
+                f"unfreeze_last={wanted}, but this model has {depth} layers. Use unfreeze_last between "
+                f"1 and {depth}, or strategy='full' to train everything."
+            )
+
     def _unfreeze(self, model: TransferModel) -> None:
         blocks = model.backbone.blocks()
-        wanted = self.options.unfreeze_last
-        if wanted > len(blocks):
-            raise StrategyError(
-                f"unfreeze_last={wanted}, but this model has {len(blocks)} layers. Use unfreeze_last between "
-                f"1 and {len(blocks)}, or strategy='full' to train everything."
-            )
-        for block in blocks[len(blocks) - wanted :]:
+        for block in blocks[len(blocks) - self.options.unfreeze_last :]:
             block.requires_grad_(True)
         # What sits above the blocks (e.g. a final LayerNorm) feeds the head directly: it trains too.
         in_blocks = {id(p) for block in blocks for p in block.parameters()} | {id(p) for p in model.backbone.stem().parameters()}
@@ -99,6 +105,20 @@ class Full(Strategy):
 class Lora(Strategy):
     name = "lora"
 
+    def check(self, backbone: nn.Module) -> None:
+        if hasattr(backbone.encoder, "peft_config"):
+            return
+        available = backbone.linear_layer_names()
+        missing = [t for t in self._targets(backbone) if t not in available]
+        if missing:
+            raise StrategyError(
+                f"LoRA target module(s) {missing} not found in this {backbone.model_type} model. "
+                f"Its Linear layers are: {', '.join(available)}. Set target_modules to some of them."
+            )
+
+    def _targets(self, backbone: nn.Module) -> list[str]:
+        return list(self.options.target_modules or backbone.default_lora_targets())
+
     def _unfreeze(self, model: TransferModel) -> None:
         backbone = model.backbone
         if hasattr(backbone.encoder, "peft_config"):  # adapters already in place (reloaded model)
@@ -108,14 +128,7 @@ class Lora(Strategy):
             from peft import LoraConfig, get_peft_model
         except ImportError as error:
             raise StrategyError("strategy='lora' needs peft: pip install peft") from error
-        targets = self.options.target_modules or backbone.default_lora_targets()
-        available = backbone.linear_layer_names()
-        missing = [t for t in targets if t not in available]
-        if missing:
-            raise StrategyError(
-                f"LoRA target module(s) {missing} not found in this {backbone.model_type} model. "
-                f"Its Linear layers are: {', '.join(available)}. Set target_modules to some of them."
-            )
+        targets = self._targets(backbone)
         config = LoraConfig(r=self.options.r, lora_alpha=self.options.alpha, lora_dropout=self.options.dropout,
                             target_modules=list(targets), bias="none")
         backbone.encoder = get_peft_model(backbone.encoder, config)

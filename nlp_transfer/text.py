@@ -106,7 +106,7 @@ class TextClassifier(Classifier):
             head.dense.load_state_dict(pooler.dense.state_dict())  # BERT's pretrained pooler is its head's first layer
 
     def _examples(self, source: Any, config: DataConfig, where: str, need_labels: bool) -> TextColumns:
-        if isinstance(source, str) and not Path(source).suffix and not need_labels:
+        if isinstance(source, str) and not need_labels and not _looks_like_file(source):
             source = [source]  # one text for predict
         if isinstance(source, (list, tuple)) and source and all(isinstance(s, (str, tuple, list)) for s in source):
             source = [_row_of(item, config) for item in source]
@@ -242,6 +242,12 @@ class TextClassifier(Classifier):
             pooling=self.backbone.pooling, pool_layers=self.backbone.pool_layers, head=self.model.head.config.to_dict(), strategy=strategy,
             max_length=self.max_length, uses_text_pair=self.uses_text_pair, data=asdict(self.data_config),
             training=asdict(self.training) if self.training else None, metrics=self.metrics, library_version=__version__)
+
+
+def _looks_like_file(text: str) -> bool:
+    from .data import _READERS
+
+    return Path(text).suffix.lower() in _READERS or Path(text).is_file()
 
 
 def _row_of(item: Any, config: DataConfig) -> dict[str, Any]:

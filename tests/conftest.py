@@ -1,0 +1,138 @@
+"""Shared fixtures: tiny randomly initialised encoders saved to disk, and a learnable toy task.
+
+The models are built from configs and saved like any user's model, then loaded through the public
+`TextClassifier.from_pretrained`, so the tests exercise the real loading path without a network.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("HF_EVALUATE_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+POSITIVE = ["good", "great", "fine", "love", "superb", "nice"]
+NEGATIVE = ["bad", "awful", "poor", "hate", "boring", "dull"]
+FILLER = ["movie", "film", "the", "a", "is", "was", "plot", "very", "story", "acting"]
+TOPICS = ["sports", "music"]  # second label axis for multi-label data
+TOPIC_WORDS = {"sports": ["goal", "match"], "music": ["song", "band"]}
+WORDS = POSITIVE + NEGATIVE + FILLER + [w for ws in TOPIC_WORDS.values() for w in ws]
+
+TINY = dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=37)
+
+
+def _build_bert(folder: Path) -> None:
+    from transformers import BertConfig, BertModel, BertTokenizerFast
+
+    folder.mkdir(parents=True)
+    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *WORDS]
+    (folder / "vocab.txt").write_text("\n".join(vocab), encoding="utf-8")
+    tokenizer = BertTokenizerFast(str(folder / "vocab.txt"))
+    config = BertConfig(vocab_size=len(vocab), max_position_embeddings=64, **TINY)
+    BertModel(config).save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+
+
+def _build_roberta(folder: Path) -> None:
+    from tokenizers import ByteLevelBPETokenizer
+    from transformers import RobertaConfig, RobertaModel, RobertaTokenizerFast
+
+    folder.mkdir(parents=True)
+    bpe = ByteLevelBPETokenizer()
+    bpe.train_from_iterator([" ".join(WORDS)] * 5, vocab_size=300, min_frequency=1, show_progress=False,
+                            special_tokens=["<s>", "<pad>", "</s>", "<unk>", "<mask>"])
+    bpe.save_model(str(folder))
+    tokenizer = RobertaTokenizerFast(str(folder / "vocab.json"), str(folder / "merges.txt"))
+    config = RobertaConfig(vocab_size=len(tokenizer), max_position_embeddings=80, pad_token_id=tokenizer.pad_token_id, **TINY)
+    RobertaModel(config).save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+
+
+def _build_distilbert(folder: Path) -> None:
+    from transformers import BertTokenizerFast, DistilBertConfig, DistilBertModel
+
+    folder.mkdir(parents=True)
+    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *WORDS]
+    (folder / "vocab.txt").write_text("\n".join(vocab), encoding="utf-8")
+    tokenizer = BertTokenizerFast(str(folder / "vocab.txt"))
+    config = DistilBertConfig(vocab_size=len(vocab), dim=32, n_layers=2, n_heads=2, hidden_dim=37, max_position_embeddings=64)
+    DistilBertModel(config).save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+
+
+BUILDERS = {"bert": _build_bert, "roberta": _build_roberta, "distilbert": _build_distilbert}
+
+
+@pytest.fixture(scope="session")
+def model_dirs(tmp_path_factory) -> dict[str, Path]:
+    """Folders holding tiny random BERT, RoBERTa and DistilBERT models (built once per session)."""
+    import torch
+
+    root = tmp_path_factory.mktemp("models")
+    folders = {}
+    for name, build in BUILDERS.items():
+        torch.manual_seed(0)
+        build(root / name)
+        folders[name] = root / name
+    return folders
+
+
+@pytest.fixture(params=["bert", "roberta"])
+def tiny_model(request, model_dirs) -> Path:
+    """Each test that takes this runs once on tiny BERT and once on tiny RoBERTa."""
+    return model_dirs[request.param]
+
+
+def sentiment_rows(n: int, seed: int = 0, labels: tuple[str, str] = ("neg", "pos")) -> list[dict]:
+    """Learnable toy data: the label is the polarity of the one sentiment word in the text."""
+    rng = random.Random(seed)
+    rows = []
+    for _ in range(n):
+        label = rng.choice(labels)
+        words = rng.sample(FILLER, 3) + [rng.choice(POSITIVE if label == labels[1] else NEGATIVE)]
+        rng.shuffle(words)
+        rows.append({"text": " ".join(words), "label": label})
+    return rows
+
+
+def multi_label_rows(n: int, seed: int = 0) -> list[dict]:
+    rng = random.Random(seed)
+    rows = []
+    for _ in range(n):
+        topics = [t for t in TOPICS if rng.random() < 0.5]
+        words = rng.sample(FILLER, 2) + [rng.choice(TOPIC_WORDS[t]) for t in topics]
+        rng.shuffle(words)
+        rows.append({"text": " ".join(words), "label": topics})
+    return rows
+
+
+def regression_rows(n: int, seed: int = 0) -> list[dict]:
+    """The target counts the positive words (0 to 3): learnable, and not constant."""
+    rng = random.Random(seed)
+    rows = []
+    for _ in range(n):
+        k = rng.randint(0, 3)
+        words = rng.sample(POSITIVE, k) + rng.sample(FILLER, 4 - k)
+        rng.shuffle(words)
+        rows.append({"text": " ".join(words), "label": float(k)})
+    return rows
+
+
+def pair_rows(n: int, seed: int = 0) -> list[dict]:
+    """Pairs: 'same' when both sentences have the same polarity."""
+    first, second = sentiment_rows(n, seed), sentiment_rows(n, seed + 1)
+    return [{"text": a["text"], "text_pair": b["text"], "label": "same" if a["label"] == b["label"] else "different"}
+            for a, b in zip(first, second)]
+
+
+TASK_DATA = {
+    "single_label": sentiment_rows,
+    "multi_label": multi_label_rows,
+    "regression": regression_rows,
+    "pairs": pair_rows,
+}
