@@ -240,8 +240,8 @@ class Classifier:
     def _cached(self, train_set: Dataset, eval_set: Dataset | None, collate, settings: TrainingConfig, accelerator):
         """With a frozen backbone, run it once and train the head on the stored features."""
         encode = lambda dataset: encode_features(self.model.backbone, self._eval_loader(dataset, settings.eval_batch_size, collate), accelerator)  # noqa: E731
-        cached_train = FeatureDataset(encode(train_set), train_set.targets)
-        cached_eval = FeatureDataset(encode(eval_set), eval_set.targets) if eval_set is not None else None
+        cached_train = FeatureDataset(encode(train_set), train_set.targets, train_set.lengths)
+        cached_eval = FeatureDataset(encode(eval_set), eval_set.targets, eval_set.lengths) if eval_set is not None else None
         return cached_train, cached_eval, FeatureCollator()
 
     @staticmethod

@@ -22,21 +22,26 @@ def encode_features(backbone: nn.Module, loader: DataLoader, accelerator) -> tor
     """Pooled features [n, feature_size] for every example of the loader's dataset, in its order."""
     was_training = backbone.training
     backbone.eval()
-    try:
+    # Iterating a DataLoader draws from the global RNG; keep it untouched so training afterwards
+    # sees the same random stream (dropout, order) with and without the cache.
+    with torch.random.fork_rng(devices=[]):
         inputs = lambda batch: {k: v for k, v in batch.items() if k not in ("labels", "index")}  # noqa: E731
         features, _ = run_inference(lambda batch: backbone(**inputs(batch)), loader, accelerator, desc="Encoding features")
-    finally:
-        backbone.train(was_training)
+    backbone.train(was_training)
     return torch.from_numpy(features)
 
 
 class FeatureDataset(Dataset):
-    """Cached features with their targets; every row has the same length, so no padding."""
+    """Cached features with their targets.
 
-    def __init__(self, features: torch.Tensor, targets: torch.Tensor | None) -> None:
+    Keeps the token lengths of the examples they came from, so length-grouped batching draws the
+    same batches as on the uncached data and both paths train the same head.
+    """
+
+    def __init__(self, features: torch.Tensor, targets: torch.Tensor | None, lengths: list[int]) -> None:
         self.features = features
         self.targets = targets
-        self.lengths = [1] * len(features)
+        self.lengths = lengths
 
     def __len__(self) -> int:
         return len(self.features)

@@ -136,3 +136,14 @@ TASK_DATA = {
     "regression": regression_rows,
     "pairs": pair_rows,
 }
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _one_torch_thread():
+    """Tiny models run fastest on one thread; two threads on two busy cores wait on each other."""
+    import torch
+
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)

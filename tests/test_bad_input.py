@@ -21,16 +21,6 @@ from nlp_transfer import TextClassifier
 from nlp_transfer.errors import ConfigError, DataError, ModelLoadError, NLPTransferError, StrategyError
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_torch_thread():
-    """Tiny models run fastest on one thread, and a loaded machine makes two threads wait on each other."""
-    import torch
-
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
 
 @pytest.fixture
 def bert(model_dirs) -> Path:

@@ -18,15 +18,6 @@ from nlp_transfer.config import DataConfig
 from nlp_transfer.data import LengthGroupedBatchSampler, SortedBatchSampler, TextColumns, read_table, split_validation
 from nlp_transfer.errors import DataError
 
-@pytest.fixture(autouse=True, scope="module")
-def one_torch_thread():
-    """Tiny models run fastest on one thread, and a loaded machine makes two threads wait on each other."""
-    import torch
-
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 # Texts that trip naive readers: separators, quotes, a newline, non-ASCII, and values that
