@@ -157,7 +157,7 @@ class Classifier:
         history = train_loop(model, groups, train_loader, eval_loader, resolved, self._score(resolved.extra_metrics),
                              accelerator, metric, greater_is_better(metric))
         self.training, self.history = resolved, history
-        self.metrics = _best_row(history)
+        self.metrics = _final_metrics(history, resolved.load_best_model_at_end)
         return history
 
     def evaluate(self, data: Any, **data_settings: Any) -> dict[str, Any]:
@@ -277,11 +277,13 @@ class Classifier:
         raise NotImplementedError
 
 
-def _best_row(history: TrainingHistory) -> dict[str, Any] | None:
-    rows = [row for row in history.epochs if row["epoch"] == history.best_epoch] or history.epochs[-1:]
-    if not rows:
+def _final_metrics(history: TrainingHistory, restored_best: bool) -> dict[str, Any] | None:
+    """Evaluation metrics of the weights the model ends with: the best epoch's, or the last's."""
+    if history.metric_name is None:
         return None
-    return {k.removeprefix("eval_"): v for k, v in rows[0].items() if k.startswith("eval_")} | {"epoch": rows[0]["epoch"]}
+    wanted = history.best_epoch if restored_best else history.epochs[-1]["epoch"]
+    row = next(row for row in history.epochs if row["epoch"] == wanted)
+    return {k.removeprefix("eval_"): v for k, v in row.items() if k.startswith("eval_")} | {"epoch": wanted}
 
 
 def _fields_of(config: Any) -> dict[str, Any]:

@@ -20,7 +20,7 @@ from torch.utils.data import DataLoader
 
 from .config import TrainingConfig
 
-__all__ = ["TrainingHistory", "make_accelerator", "run_inference", "train_loop"]
+__all__ = ["TrainingHistory", "make_accelerator", "process_state", "run_inference", "train_loop"]
 
 logger = logging.getLogger(__name__)
 
@@ -48,7 +48,9 @@ def make_accelerator(settings: TrainingConfig):
     from accelerate import Accelerator
     from accelerate.state import AcceleratorState, PartialState
 
-    kwargs = dict(mixed_precision=settings.mixed_precision, cpu=settings.cpu,
+    # accelerate treats several processes on a machine without a GPU as one each unless told "cpu"
+    # (torchrun sets no ACCELERATE_USE_CPU), so say it whenever there is no GPU.
+    kwargs = dict(mixed_precision=settings.mixed_precision, cpu=settings.cpu or not torch.cuda.is_available(),
                   gradient_accumulation_steps=settings.gradient_accumulation_steps)
     try:
         return Accelerator(**kwargs)
@@ -59,6 +61,13 @@ def make_accelerator(settings: TrainingConfig):
             raise
         AcceleratorState._reset_state()
         return Accelerator(**kwargs)
+
+
+def process_state():
+    """accelerate's view of this process (rank, how many), with the same CPU rule as `make_accelerator`."""
+    from accelerate import PartialState
+
+    return PartialState(cpu=not torch.cuda.is_available())
 
 
 def run_inference(forward: Callable[[dict[str, torch.Tensor]], torch.Tensor], loader: DataLoader, accelerator,

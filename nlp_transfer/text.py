@@ -163,8 +163,13 @@ class TextClassifier(Classifier):
                 save_tensors(head, folder / "head.safetensors")
             (folder / METADATA_FILE).write_text(metadata.to_json(), encoding="utf-8")
 
-        write_folder(Path(path), write)
-        logger.info("Saved the model to %s (%s layout).", path, layout)
+        from .engine import process_state
+
+        state = process_state()
+        if state.is_main_process:  # under several processes, one writer
+            write_folder(Path(path), write)
+            logger.info("Saved the model to %s (%s layout).", path, layout)
+        state.wait_for_everyone()
         return Path(path)
 
     @classmethod

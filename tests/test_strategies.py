@@ -303,3 +303,17 @@ def test_confusion_matrix_in_evaluation(model_dirs):
     clf.fit(sentiment_rows(32), epochs=1)
     matrix = clf.evaluate(sentiment_rows(20, seed=2))["confusion_matrix"]
     assert len(matrix) == 2 and sum(map(sum, matrix)) == 20
+
+
+def test_bf16_on_cpu_trains_and_switches_back(model_dirs):
+    clf = make(model_dirs["bert"], "lora", pooling="mean")
+    clf.fit(sentiment_rows(32), epochs=1, batch_size=16, mixed_precision="bf16")
+    assert np.isfinite(clf.predict_proba(["good film"])).all()
+    clf.fit(sentiment_rows(32), epochs=1, batch_size=16)  # fp32 again in the same process
+    assert clf._accelerator.mixed_precision == "no"
+
+
+def test_metrics_follow_the_weights_kept(model_dirs):
+    clf = make(model_dirs["bert"], "full", pooling="mean")
+    history = clf.fit(sentiment_rows(64), sentiment_rows(32, seed=1), epochs=3, batch_size=16, load_best_model_at_end=False)
+    assert clf.metrics["epoch"] == 3 and clf.metrics["accuracy"] == history.epochs[-1]["eval_accuracy"]

@@ -1,0 +1,37 @@
+# Two commands for a fresh machine (each installs what it needs, and is safe to run again):
+#   make test        the whole test suite (what CI runs, through .ci/run)
+#   make quickstart  fine-tune the bundled MiniLM on SST-2 with the Python API
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+# torch first and pinned: both wheels lie on these machines' disk; an unpinned torch pulls GBs.
+TORCH := torch==2.14.1 torchvision==0.29.1
+SST2 ?= ../shared/data/sst2
+
+.PHONY: install test test-fast quickstart bench clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+
+$(VENV)/.installed: $(BIN)/python pyproject.toml
+	$(BIN)/pip install --quiet $(TORCH)
+	$(BIN)/pip install --quiet -e ".[dev,demo]"
+	touch $@
+
+install: $(VENV)/.installed
+
+test: install
+	HF_HUB_OFFLINE=1 HF_EVALUATE_OFFLINE=1 $(BIN)/python -m pytest -q
+
+test-fast: install
+	HF_HUB_OFFLINE=1 HF_EVALUATE_OFFLINE=1 $(BIN)/python -m pytest -q -m "not slow"
+
+quickstart: install
+	HF_HUB_OFFLINE=1 HF_EVALUATE_OFFLINE=1 $(BIN)/python scripts/quickstart.py --data $(SST2)
+
+bench: install
+	HF_HUB_OFFLINE=1 HF_EVALUATE_OFFLINE=1 $(BIN)/python bench/sst2_defaults.py --data $(SST2)
+
+clean:
+	rm -rf $(VENV) runs

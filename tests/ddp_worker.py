@@ -1,0 +1,41 @@
+"""Run by test_distributed.py under `torchrun --nproc_per_node 2` (and once as a plain process).
+
+Trains a tiny model with the given strategy, saves it, and writes the evaluation metrics on an
+odd-sized set (so the last batch is split unevenly between processes) to OUTPUT/metrics-<n>.json.
+"""
+
+from __future__ import annotations
+
+import gc
+import json
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+from conftest import sentiment_rows  # noqa: E402
+
+
+def main(model_dir: str, strategy: str, output: str) -> None:
+    from nlp_transfer import TextClassifier
+    from nlp_transfer.engine import process_state
+
+    clf = TextClassifier.from_pretrained(model_dir, strategy=strategy, pooling="mean")
+    clf.fit(sentiment_rows(96), sentiment_rows(37, seed=1), epochs=2, batch_size=8, learning_rate=3e-3)
+    clf.save(Path(output) / "model")
+    metrics = clf.evaluate(sentiment_rows(37, seed=1))
+    state = process_state()
+    if state.is_main_process:
+        (Path(output) / f"metrics-{state.num_processes}.json").write_text(json.dumps(metrics))
+    # Release the DDP-wrapped model before the process group goes, or gloo may abort at exit.
+    del clf
+    gc.collect()
+    state.wait_for_everyone()
+    if state.use_distributed:
+        import torch.distributed as dist
+
+        dist.destroy_process_group()
+
+
+if __name__ == "__main__":
+    main(*sys.argv[1:4])

@@ -1,0 +1,40 @@
+"""Two CPU processes (gloo): training works for every strategy, and evaluation counts each example once.
+
+`accelerate launch --cpu --num_processes 2` starts only one process on a CPU machine; `torchrun`
+(or `accelerate launch --multi_gpu`) starts two.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from nlp_transfer import TextClassifier
+
+WORKER = Path(__file__).with_name("ddp_worker.py")
+
+
+def _torchrun(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess:
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", *args]
+    return subprocess.run(command, capture_output=True, text=True, timeout=600, env=env)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("strategy", ["feature_extraction", "partial", "lora", "full"])
+def test_two_processes_train_and_evaluate_every_example_once(model_dirs, strategy, tmp_path):
+    from conftest import sentiment_rows
+
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
+    done = _torchrun([str(WORKER), str(model_dirs["bert"]), strategy, str(tmp_path)], env)
+    assert done.returncode == 0, done.stderr[-3000:]
+    two = json.loads((tmp_path / "metrics-2.json").read_text())
+    # The same saved model evaluated in this single process must give the same numbers.
+    one = TextClassifier.load(tmp_path / "model").evaluate(sentiment_rows(37, seed=1))
+    assert sum(map(sum, two["confusion_matrix"])) == 37  # no duplicated tail samples
+    assert two["confusion_matrix"] == one["confusion_matrix"]
+    assert two["accuracy"] == pytest.approx(one["accuracy"]) and two["loss"] == pytest.approx(one["loss"], abs=1e-5)
