@@ -183,7 +183,8 @@ class TextClassifier(Classifier):
             raise ModelLoadError(f"{str(path)!r} holds a {meta.modality} model; load it with the matching classifier.")
         source = {"transformers": folder, "encoder": folder / "encoder", "adapter": meta.base_model}[meta.layout]
         tokenizer, backbone = load_text_backbone(str(source), pooling=meta.pooling, pool_layers=meta.pool_layers,
-                                                 trust_remote_code=trust_remote_code, tokenizer_path=str(folder))
+                                                 trust_remote_code=trust_remote_code, tokenizer_path=str(folder),
+                                                 expect_extra_weights=True)
         _detach_pooler(backbone)
         if meta.layout == "adapter":
             backbone.encoder = _load_adapter(backbone.encoder, folder / "adapter")

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import inspect
 import json
+from contextlib import contextmanager
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -159,6 +160,7 @@ def load_text_backbone(
     trust_remote_code: bool = False,
     allow_pickle: bool = False,
     tokenizer_path: str | None = None,
+    expect_extra_weights: bool = False,
 ):
     """Load tokenizer and encoder (safetensors only unless `allow_pickle`), return (tokenizer, TextBackbone)."""
     from transformers import AutoModel, AutoTokenizer
@@ -169,16 +171,31 @@ def load_text_backbone(
     resolved: Pooling = (default_pooling(name_or_path) or "cls") if pooling == "auto" else pooling
     try:
         tokenizer = AutoTokenizer.from_pretrained(tokenizer_path or name_or_path, trust_remote_code=trust_remote_code)
-        encoder = AutoModel.from_pretrained(
-            name_or_path, trust_remote_code=trust_remote_code, use_safetensors=not allow_pickle
-        )
-    except OSError as error:
+        with _transformers_quiet(expect_extra_weights):
+            encoder = AutoModel.from_pretrained(
+                name_or_path, trust_remote_code=trust_remote_code, use_safetensors=not allow_pickle
+            )
+    except (OSError, RuntimeError, ValueError) as error:
         raise ModelLoadError(
             f"Could not load a model from {name_or_path!r}: {error}. Give a folder saved with "
             "`save_pretrained` (config.json, model.safetensors, tokenizer files) or a Hub id while online."
         ) from error
     logger.info("Loaded %s (%s) with %s pooling", name_or_path, encoder.config.model_type, resolved)
     return tokenizer, TextBackbone(encoder, resolved, pool_layers)
+
+
+@contextmanager
+def _transformers_quiet(quiet: bool):
+    """Silence transformers' load report where we know why keys differ (our own head weights)."""
+    from transformers.utils import logging as hf_logging
+
+    previous = hf_logging.get_verbosity()
+    if quiet:
+        hf_logging.set_verbosity_error()
+    try:
+        yield
+    finally:
+        hf_logging.set_verbosity(previous)
 
 
 def _check_source(name_or_path: str, allow_pickle: bool) -> None:
