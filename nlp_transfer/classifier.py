@@ -212,7 +212,10 @@ class Classifier:
         return train_ex, eval_ex
 
     def _check_best_metric(self, settings: TrainingConfig, has_eval: bool) -> str:
-        from .metrics import PRIMARY_METRIC
+        from .metrics import PRIMARY_METRIC, load_metric
+
+        for name in settings.extra_metrics:  # a metric that cannot load fails now, not after an epoch
+            load_metric(name, "multilabel" if self.task.name == "multi_label" else None)
 
         metric = settings.metric_for_best_model or PRIMARY_METRIC[self.task.name]
         metric = metric.removeprefix("eval_")

@@ -483,3 +483,15 @@ def test_errors_are_value_errors():
     """Callers that already catch ValueError keep working."""
     for cls in (ConfigError, DataError, StrategyError, ModelLoadError):
         assert issubclass(cls, NLPTransferError) and issubclass(cls, ValueError)
+
+
+def test_unavailable_extra_metric_fails_before_training(bert, no_training, monkeypatch):
+    import evaluate
+
+    from nlp_transfer.metrics import MetricLoadError
+
+    monkeypatch.setattr(evaluate.config, "HF_EVALUATE_OFFLINE", True)
+    clf = TextClassifier.from_pretrained(bert, labels=["neg", "pos"])
+    with pytest.raises(MetricLoadError) as error:
+        clf.fit(sentiment_rows(16), epochs=1, extra_metrics=["bleurt_not_bundled"])
+    assert "bleurt_not_bundled" in str(error.value) and "Hub" in str(error.value)
