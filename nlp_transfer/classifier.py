@@ -204,8 +204,10 @@ class Classifier:
         if eval_data is not None:
             eval_ex = self._examples(eval_data, data_config, "eval_data", need_labels=True)
             infer_labels(self.task, eval_ex.labels, "eval_data")
+            self._check_same_inputs(train_ex, eval_ex, data_config)
         self._settle_labels(train_ex.labels, "train")
         self.data_config = data_config
+        self._adopt_inputs(train_ex)
         if eval_ex is None and data_config.validation_split > 0:
             train_ex, eval_ex = split_validation(train_ex, data_config.validation_split, settings.seed)
             logger.info("No eval_data: holding out %d of the training examples for evaluation.", len(eval_ex))
@@ -275,6 +277,12 @@ class Classifier:
 
     def _dataset(self, examples: Any, targets: torch.Tensor | None) -> Dataset:
         raise NotImplementedError
+
+    def _check_same_inputs(self, train: Any, eval_data: Any, config: DataConfig) -> None:
+        """Raise when evaluation data lacks an input the training data has."""
+
+    def _adopt_inputs(self, train: Any) -> None:
+        """Remember what the (validated) training inputs look like."""
 
     def _collator(self, accelerator):
         raise NotImplementedError

@@ -111,14 +111,16 @@ class TextClassifier(Classifier):
         if isinstance(source, (list, tuple)) and source and all(isinstance(s, (str, tuple, list)) for s in source):
             source = [_row_of(item, config) for item in source]
         examples = TextColumns.from_table(read_table(source, where), config, where, need_labels)
-        if need_labels and where == "train":
-            self.uses_text_pair = examples.pairs is not None
-        if self.uses_text_pair and examples.pairs is None:
-            raise DataError(
-                f"{where}: the model was trained on sentence pairs, but there is no {config.text_pair_column!r} "
-                "column. Give both texts (a column, or (text, text_pair) tuples)."
-            )
+        if where != "train" and self.uses_text_pair and examples.pairs is None:
+            raise _missing_pair(where, config)
         return examples
+
+    def _check_same_inputs(self, train: TextColumns, eval_data: TextColumns, config: DataConfig) -> None:
+        if train.pairs is not None and eval_data.pairs is None:
+            raise _missing_pair("eval_data", config)
+
+    def _adopt_inputs(self, train: TextColumns) -> None:
+        self.uses_text_pair = train.pairs is not None
 
     def _dataset(self, examples: TextColumns, targets: torch.Tensor | None) -> TokenizedDataset:
         pairs = examples.pairs if self.uses_text_pair else None
@@ -248,6 +250,13 @@ class TextClassifier(Classifier):
             pooling=self.backbone.pooling, pool_layers=self.backbone.pool_layers, head=self.model.head.config.to_dict(), strategy=strategy,
             max_length=self.max_length, uses_text_pair=self.uses_text_pair, data=asdict(self.data_config),
             training=asdict(self.training) if self.training else None, metrics=self.metrics, library_version=__version__)
+
+
+def _missing_pair(where: str, config: DataConfig) -> DataError:
+    return DataError(
+        f"{where}: the model is trained on sentence pairs, but there is no {config.text_pair_column!r} column. "
+        "Give both texts (a column, or (text, text_pair) tuples)."
+    )
 
 
 def _looks_like_file(text: str) -> bool:

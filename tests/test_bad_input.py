@@ -495,3 +495,14 @@ def test_unavailable_extra_metric_fails_before_training(bert, no_training, monke
     with pytest.raises(MetricLoadError) as error:
         clf.fit(sentiment_rows(16), epochs=1, extra_metrics=["bleurt_not_bundled"])
     assert "bleurt_not_bundled" in str(error.value) and "Hub" in str(error.value)
+
+
+def test_pair_training_data_with_single_text_eval_data(bert, no_training):
+    from conftest import pair_rows
+
+    clf = TextClassifier.from_pretrained(bert)
+    evaluation = [{"text": r["text"], "label": r["label"]} for r in pair_rows(8, seed=1)]
+    with pytest.raises(DataError) as error:
+        clf.fit(pair_rows(16), evaluation, epochs=1)
+    assert "eval_data" in str(error.value) and "'text_pair'" in str(error.value)
+    assert clf.uses_text_pair is False  # a failed fit changes nothing
