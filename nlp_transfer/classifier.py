@@ -29,13 +29,6 @@ __all__ = ["Classifier"]
 
 logger = logging.getLogger(__name__)
 
-_METRIC_NAMES = {
-    "single_label": ["accuracy", "f1_macro", "f1_micro", "precision_macro", "recall_macro", "mcc", "loss"],
-    "multi_label": ["subset_accuracy", "f1_micro", "f1_macro", "precision_micro", "recall_micro", "loss"],
-    "regression": ["pearson", "spearman", "mse", "mae", "loss"],
-}
-
-
 class Classifier:
     """Base class: a backbone, a strategy, a task and (once labels are known) a head.
 
@@ -214,14 +207,14 @@ class Classifier:
         return train_ex, eval_ex
 
     def _check_best_metric(self, settings: TrainingConfig, has_eval: bool) -> str:
-        from .metrics import PRIMARY_METRIC, load_metric
+        from .metrics import METRIC_NAMES, PRIMARY_METRIC, load_metric
 
         for name in settings.extra_metrics:  # a metric that cannot load fails now, not after an epoch
             load_metric(name, "multilabel" if self.task.name == "multi_label" else None)
 
         metric = settings.metric_for_best_model or PRIMARY_METRIC[self.task.name]
         metric = metric.removeprefix("eval_")
-        known = _METRIC_NAMES[self.task.name]
+        known = [*METRIC_NAMES[self.task.name], "loss"]
         if metric not in known and not settings.extra_metrics:
             raise ConfigError(f"metric_for_best_model={metric!r} is not computed for task {self.task.name!r}: {did_you_mean(metric, known)}")
         if settings.early_stopping_patience is not None and not has_eval:

@@ -24,6 +24,7 @@ from .errors import DataError
 
 __all__ = [
     "read_table",
+    "looks_like_data_file",
     "TextColumns",
     "TokenizedDataset",
     "LengthGroupedBatchSampler",
@@ -34,6 +35,11 @@ __all__ = [
 ]
 
 _READERS = {".csv": "csv", ".tsv": "tsv", ".json": "json", ".jsonl": "jsonl", ".parquet": "parquet"}
+
+
+def looks_like_data_file(text: str) -> bool:
+    """True for a path we would read as data (known suffix, or an existing file), not a sentence."""
+    return Path(text).suffix.lower() in _READERS or Path(text).is_file()
 
 
 def read_table(source: Any, where: str) -> dict[str, list[Any]]:

@@ -48,9 +48,7 @@ def make_accelerator(settings: TrainingConfig):
     from accelerate import Accelerator
     from accelerate.state import AcceleratorState, PartialState
 
-    # accelerate treats several processes on a machine without a GPU as one each unless told "cpu"
-    # (torchrun sets no ACCELERATE_USE_CPU), so say it whenever there is no GPU.
-    kwargs = dict(mixed_precision=settings.mixed_precision, cpu=settings.cpu or not torch.cuda.is_available(),
+    kwargs = dict(mixed_precision=settings.mixed_precision, cpu=settings.cpu or _no_gpu(),
                   gradient_accumulation_steps=settings.gradient_accumulation_steps)
     try:
         return Accelerator(**kwargs)
@@ -67,7 +65,13 @@ def process_state():
     """accelerate's view of this process (rank, how many), with the same CPU rule as `make_accelerator`."""
     from accelerate import PartialState
 
-    return PartialState(cpu=not torch.cuda.is_available())
+    return PartialState(cpu=_no_gpu())
+
+
+def _no_gpu() -> bool:
+    # accelerate treats several processes on a machine without a GPU as one each unless told "cpu"
+    # (torchrun sets no ACCELERATE_USE_CPU), so say it whenever there is no GPU.
+    return not torch.cuda.is_available()
 
 
 def run_inference(forward: Callable[[dict[str, torch.Tensor]], torch.Tensor], loader: DataLoader, accelerator,

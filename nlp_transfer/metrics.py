@@ -31,6 +31,7 @@ logger = logging.getLogger(__name__)
 __all__ = [
     "BUNDLED_METRICS",
     "GREATER_IS_BETTER",
+    "METRIC_NAMES",
     "PRIMARY_METRIC",
     "MetricLoadError",
     "TaskType",
@@ -64,6 +65,13 @@ PRIMARY_METRIC: dict[str, str] = {
     "single_label": "accuracy",
     "multi_label": "f1_micro",
     "regression": "pearson",
+}
+
+#: Scalar metrics `compute_metrics` returns per task (what metric_for_best_model may name).
+METRIC_NAMES: dict[str, tuple[str, ...]] = {
+    "single_label": ("accuracy", "f1_macro", "f1_micro", "precision_macro", "recall_macro", "mcc"),
+    "multi_label": ("subset_accuracy", "f1_micro", "f1_macro", "precision_micro", "recall_micro"),
+    "regression": ("pearson", "spearman", "mse", "mae"),
 }
 
 #: Substrings marking metrics where lower is better (see :func:`greater_is_better`).

@@ -20,7 +20,7 @@ import torch
 from .backbones.text import NATIVE_HEADS, TextBackbone, load_text_backbone
 from .classifier import Classifier
 from .config import DataConfig
-from .data import PaddingCollator, TextColumns, TokenizedDataset, read_table
+from .data import PaddingCollator, TextColumns, TokenizedDataset, looks_like_data_file, read_table
 from .errors import ConfigError, DataError, ModelLoadError, did_you_mean
 from .heads import ClassificationHead
 from .saving import METADATA_FILE, ModelMetadata, load_tensors, read_metadata, save_tensors, write_folder
@@ -106,7 +106,7 @@ class TextClassifier(Classifier):
             head.dense.load_state_dict(pooler.dense.state_dict())  # BERT's pretrained pooler is its head's first layer
 
     def _examples(self, source: Any, config: DataConfig, where: str, need_labels: bool) -> TextColumns:
-        if isinstance(source, str) and not need_labels and not _looks_like_file(source):
+        if isinstance(source, str) and not need_labels and not looks_like_data_file(source):
             source = [source]  # one text for predict
         if isinstance(source, (list, tuple)) and source and all(isinstance(s, (str, tuple, list)) for s in source):
             source = [_row_of(item, config) for item in source]
@@ -257,12 +257,6 @@ def _missing_pair(where: str, config: DataConfig) -> DataError:
         f"{where}: the model is trained on sentence pairs, but there is no {config.text_pair_column!r} column. "
         "Give both texts (a column, or (text, text_pair) tuples)."
     )
-
-
-def _looks_like_file(text: str) -> bool:
-    from .data import _READERS
-
-    return Path(text).suffix.lower() in _READERS or Path(text).is_file()
 
 
 def _row_of(item: Any, config: DataConfig) -> dict[str, Any]:
