@@ -155,7 +155,7 @@ class Classifier:
 
     def evaluate(self, data: Any, **data_settings: Any) -> dict[str, Any]:
         """Loss and metrics (and a confusion matrix for single-label tasks) on labelled data."""
-        config = build(DataConfig, {**_fields_of(self.data_config), **data_settings}, where="evaluate")
+        config = build(DataConfig, {**_fields_of(self.data_config), **data_settings}, source="evaluate")
         examples = self._examples(data, config, "data", need_labels=True)
         targets = self.task.encode(examples.labels, self.label2id, "data")
         outputs, targets = self._logits(self._dataset(examples, targets))
@@ -184,8 +184,10 @@ class Classifier:
         unknown = [k for k in settings if k not in training_keys | data_keys]
         if unknown:
             raise ConfigError(f"Unknown fit setting {unknown[0]!r}: {did_you_mean(unknown[0], training_keys | data_keys)}")
-        training = build(TrainingConfig, {k: v for k, v in settings.items() if k in training_keys}, where="fit")
-        data = build(DataConfig, {k: v for k, v in settings.items() if k in data_keys}, where="fit")
+        training = build(TrainingConfig, {k: v for k, v in settings.items() if k in training_keys}, source="fit")
+        # Data settings carry over from the model (max_length from from_pretrained, columns from an earlier fit).
+        data = build(DataConfig, {**_fields_of(self.data_config), **{k: v for k, v in settings.items() if k in data_keys}},
+                     source="fit")
         return training, data
 
     def _train_and_eval_examples(self, train: Any, eval_data: Any, settings: TrainingConfig, data_config: DataConfig):

@@ -69,16 +69,16 @@ class TrainingConfig:
     cpu: bool = _f(False, "Train on the CPU even when a GPU is present.")
 
     def __post_init__(self) -> None:
-        _validate_fields(self, "training")
+        _validate_fields(self)
         _positive(self, "batch_size", "eval_batch_size", "gradient_accumulation_steps", "logging_steps")
         if self.epochs is not None and self.epochs < 1:
-            raise ConfigError(f"training.epochs must be at least 1, got {self.epochs}.")
+            raise ConfigError(f"epochs must be at least 1, got {self.epochs}.")
         if not 0.0 <= self.warmup_ratio < 1.0:
-            raise ConfigError(f"training.warmup_ratio must be in [0, 1), got {self.warmup_ratio}.")
+            raise ConfigError(f"warmup_ratio must be in [0, 1), got {self.warmup_ratio}.")
         for name in ("learning_rate", "head_learning_rate"):
             value = getattr(self, name)
             if value is not None and value <= 0:
-                raise ConfigError(f"training.{name} must be positive, got {value}.")
+                raise ConfigError(f"{name} must be positive, got {value}.")
 
 
 @dataclass
@@ -92,10 +92,10 @@ class DataConfig:
     validation_split: float = _f(0.1, "Share of train held out (seeded) for evaluation when no eval_data is given; 0 disables.")
 
     def __post_init__(self) -> None:
-        _validate_fields(self, "data")
+        _validate_fields(self)
         _positive(self, "max_length")
         if not 0.0 <= self.validation_split < 1.0:
-            raise ConfigError(f"data.validation_split must be in [0, 1), got {self.validation_split}.")
+            raise ConfigError(f"validation_split must be in [0, 1), got {self.validation_split}.")
 
 
 @dataclass
@@ -111,7 +111,7 @@ class PartialOptions:
     layer_lr_decay: float = _f(1.0, "Learning rate multiplier per layer going down (1.0 = off).")
 
     def __post_init__(self) -> None:
-        _validate_fields(self, "strategy")
+        _validate_fields(self)
         _positive(self, "unfreeze_last")
         _in_unit_interval(self, "layer_lr_decay")
 
@@ -123,7 +123,7 @@ class FullOptions:
     layer_lr_decay: float = _f(1.0, "Learning rate multiplier per layer going down (1.0 = off, 0.9 is common).")
 
     def __post_init__(self) -> None:
-        _validate_fields(self, "strategy")
+        _validate_fields(self)
         _in_unit_interval(self, "layer_lr_decay")
 
 
@@ -137,12 +137,12 @@ class LoraOptions:
     target_modules: list[str] | None = _f(None, "Linear layer names to adapt; default chosen per architecture.")
 
     def __post_init__(self) -> None:
-        _validate_fields(self, "strategy")
+        _validate_fields(self)
         _positive(self, "r", "alpha")
         if not 0.0 <= self.dropout < 1.0:
-            raise ConfigError(f"strategy.dropout must be in [0, 1), got {self.dropout}.")
+            raise ConfigError(f"dropout must be in [0, 1), got {self.dropout}.")
         if self.target_modules is not None and not self.target_modules:
-            raise ConfigError("strategy.target_modules is empty; give layer names or leave it unset for the default.")
+            raise ConfigError("target_modules is empty; give layer names or leave it unset for the default.")
 
 
 # The one table of strategy names; strategies.py maps the same names to their implementation.
@@ -170,14 +170,21 @@ def resolve_training(settings: TrainingConfig, strategy: str) -> TrainingConfig:
     return dataclasses.replace(settings, **filled)
 
 
-def build(cls: type[T], values: dict[str, Any], where: str = "") -> T:
-    """Create `cls` from a mapping, naming unknown keys with the closest valid one."""
+def build(cls: type[T], values: dict[str, Any], prefix: str = "", source: str = "") -> T:
+    """Create `cls` from a mapping; errors name the key path (`prefix` + key) and the `source`.
+
+    Unknown keys get the closest valid one; a wrong type or value names what was expected.
+    """
+    place = f" in {source}" if source else ""
     names = [f.name for f in dataclasses.fields(cls)]
     for key in values:
         if key not in names:
-            place = f" in {where}" if where else ""
-            raise ConfigError(f"Unknown setting {key!r}{place}: {did_you_mean(key, names)}")
-    return cls(**values)
+            raise ConfigError(f"Unknown setting {prefix + str(key)!r}{place}: "
+                              f"{did_you_mean(prefix + str(key), [prefix + n for n in names])}")
+    try:
+        return cls(**values)
+    except ConfigError as error:
+        raise ConfigError(f"{prefix}{error}{place}") from None
 
 
 def help_text(cls: type) -> dict[str, str]:
@@ -185,13 +192,17 @@ def help_text(cls: type) -> dict[str, str]:
     return {f.name: f.metadata.get("help", "") for f in dataclasses.fields(cls)}
 
 
-def _validate_fields(obj: Any, section: str) -> None:
+def _validate_fields(obj: Any) -> None:
     hints = typing.get_type_hints(type(obj))
     for f in dataclasses.fields(obj):
         value = getattr(obj, f.name)
         if not _matches(value, hints[f.name]):
+            hint = ""
+            if typing.get_origin(hints[f.name]) is Literal and isinstance(value, str):
+                hint = " (" + did_you_mean(value, typing.get_args(hints[f.name])).split("?")[0] + "?)"
+                hint = hint if "did you mean" in hint else ""
             raise ConfigError(
-                f"{section}.{f.name} must be {_describe(hints[f.name])}, got {value!r} ({type(value).__name__})."
+                f"{f.name} must be {_describe(hints[f.name])}, got {value!r} ({type(value).__name__}){hint}."
             )
 
 

@@ -152,7 +152,7 @@ def make_strategy(name: str, options: dict[str, Any] | None = None) -> Strategy:
     """The strategy `name` with its options checked (unknown names and options get a "did you mean")."""
     if name not in STRATEGIES:
         raise StrategyError(f"Unknown strategy {name!r}: {did_you_mean(name, STRATEGIES)}")
-    return STRATEGIES[name](build(STRATEGY_OPTIONS[name], dict(options or {}), where=f"strategy {name!r} options"))
+    return STRATEGIES[name](build(STRATEGY_OPTIONS[name], dict(options or {}), source=f"the {name!r} strategy options"))
 
 
 def parameter_groups(model: TransferModel, strategy: Strategy, learning_rate: float, head_learning_rate: float,

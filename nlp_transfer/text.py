@@ -10,6 +10,7 @@
 from __future__ import annotations
 
 import copy
+import dataclasses
 import logging
 from dataclasses import asdict
 from pathlib import Path
@@ -40,13 +41,19 @@ class TextClassifier(Classifier):
     """Text classification (single- or multi-label), regression and sentence pairs."""
 
     def __init__(self, tokenizer, backbone: TextBackbone, *, base_model: str, max_length: int,
-                 pretrained_pooler: torch.nn.Module | None = None, **kwargs: Any) -> None:
+                 pretrained_pooler: torch.nn.Module | None = None, random_init: bool = False, **kwargs: Any) -> None:
         self.tokenizer = tokenizer
+        self.random_init = random_init
         self._pretrained_pooler = pretrained_pooler
         self.base_model = base_model
-        self.max_length = max_length
         self.uses_text_pair = False
         super().__init__(backbone, **kwargs)
+        self.data_config = dataclasses.replace(self.data_config, max_length=max_length)
+
+    @property
+    def max_length(self) -> int:
+        """Longer texts are truncated to this many tokens (a data setting, so `fit` can change it)."""
+        return self.data_config.max_length
 
     @classmethod
     def from_pretrained(
@@ -66,6 +73,7 @@ class TextClassifier(Classifier):
         seed: int = 42,
         trust_remote_code: bool = False,
         allow_pickle: bool = False,
+        random_init: bool = False,
         **strategy_options: Any,
     ) -> TextClassifier:
         """Load an encoder (local folder, or Hub id when online), add a head, apply the strategy.
@@ -77,6 +85,9 @@ class TextClassifier(Classifier):
         for sentence-transformers models, CLS otherwise); with a frozen encoder the features average
         the top 4 layers (`pool_layers`) and the head is a normalised MLP, otherwise features come
         from the top layer and the head has the architecture's own shape.
+
+        ``random_init=True`` keeps the architecture and tokenizer but starts from random weights
+        (seeded): the from-scratch control that `compare` measures transfer against.
         """
         name_or_path = str(name_or_path)
         if (Path(name_or_path) / METADATA_FILE).is_file():
@@ -86,16 +97,18 @@ class TextClassifier(Classifier):
         if head not in ("auto", "linear", "mlp"):
             raise ConfigError(f"Unknown head {head!r}: {did_you_mean(head, ['auto', 'linear', 'mlp'])}")
         frozen = strategy_obj.frozen_backbone
-        tokenizer, backbone = load_text_backbone(
-            name_or_path, pooling=pooling, pool_layers=pool_layers or 1,
-            trust_remote_code=trust_remote_code, allow_pickle=allow_pickle)
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            tokenizer, backbone = load_text_backbone(
+                name_or_path, pooling=pooling, pool_layers=pool_layers or 1,
+                trust_remote_code=trust_remote_code, allow_pickle=allow_pickle, random_init=random_init)
         if pool_layers is None and frozen:
             backbone.pool_layers = min(_FROZEN_POOL_LAYERS, len(backbone.blocks()))
         pooler = _detach_pooler(backbone)
         return cls(tokenizer, backbone, base_model=_source_name(name_or_path), max_length=max_length,
-                   pretrained_pooler=pooler, strategy=strategy_obj, task=task_def, labels=labels,
-                   num_labels=num_labels, head_options=_default_head(backbone, head, dropout, frozen),
-                   threshold=threshold, seed=seed)
+                   pretrained_pooler=None if random_init else pooler, random_init=random_init,
+                   strategy=strategy_obj, task=task_def, labels=labels, num_labels=num_labels,
+                   head_options=_default_head(backbone, head, dropout, frozen), threshold=threshold, seed=seed)
 
     # ----------------------------------------------------------------- hooks for Classifier
     def _init_head(self, head: ClassificationHead) -> None:
@@ -194,10 +207,11 @@ class TextClassifier(Classifier):
         head_options = {k: v for k, v in meta.head.items() if k not in ("in_features", "num_outputs")}
         clf = cls(tokenizer, backbone, base_model=meta.base_model, max_length=meta.max_length or 128, strategy=strategy,
                   task=get_task(meta.task), labels=meta.labels, num_labels=meta.num_outputs if meta.labels is None else None,
-                  head_options=head_options, threshold=meta.threshold, seed=0)
+                  head_options=head_options, threshold=meta.threshold, seed=0,
+                  random_init=bool(meta.strategy.get("random_init")))
         clf._load_head(folder, meta)
         clf.uses_text_pair = meta.uses_text_pair
-        clf.data_config = DataConfig(**meta.data) if meta.data else DataConfig()
+        clf.data_config = DataConfig(**{"max_length": meta.max_length or 128, **(meta.data or {})})
         clf.metrics = meta.metrics
         return clf
 
@@ -244,6 +258,8 @@ class TextClassifier(Classifier):
         strategy = self.strategy.describe()
         if merged:
             strategy["merged"] = True
+        if self.random_init:
+            strategy["random_init"] = True  # trained from scratch: the base model gave only its shape
         return ModelMetadata(
             modality="text", layout=layout, base_model=self.base_model, model_type=self.backbone.model_type,
             task=self.task.name, labels=self.labels, num_outputs=self._num_outputs, threshold=self.threshold,

@@ -161,26 +161,42 @@ def load_text_backbone(
     allow_pickle: bool = False,
     tokenizer_path: str | None = None,
     expect_extra_weights: bool = False,
+    random_init: bool = False,
 ):
-    """Load tokenizer and encoder (safetensors only unless `allow_pickle`), return (tokenizer, TextBackbone)."""
-    from transformers import AutoModel, AutoTokenizer
+    """Load tokenizer and encoder (safetensors only unless `allow_pickle`), return (tokenizer, TextBackbone).
 
-    _check_source(name_or_path, allow_pickle)
+    An embedded Hub id (see `embedded.py`) loads from its installed local copy. `random_init`
+    keeps the architecture and tokenizer but not the weights: the from-scratch control (the
+    caller seeds the RNG).
+    """
+    from transformers import AutoConfig, AutoModel, AutoTokenizer
+
+    from ..embedded import install_hint, local_model
+
+    source = local_model(name_or_path) or name_or_path
+    if source != name_or_path:
+        logger.info("Using the installed offline copy of %s (%s).", name_or_path, source)
+    _check_source(source, allow_pickle)
     if pooling not in ("auto", "cls", "mean"):
         raise StrategyError(f"Unknown pooling {pooling!r}: {did_you_mean(pooling, ['auto', 'cls', 'mean'])}")
-    resolved: Pooling = (default_pooling(name_or_path) or "cls") if pooling == "auto" else pooling
+    resolved: Pooling = (default_pooling(source) or "cls") if pooling == "auto" else pooling
     try:
-        tokenizer = AutoTokenizer.from_pretrained(tokenizer_path or name_or_path, trust_remote_code=trust_remote_code)
+        tokenizer = AutoTokenizer.from_pretrained(tokenizer_path or source, trust_remote_code=trust_remote_code)
         with _transformers_quiet(expect_extra_weights):
-            encoder = AutoModel.from_pretrained(
-                name_or_path, trust_remote_code=trust_remote_code, use_safetensors=not allow_pickle
-            )
+            if random_init:
+                config = AutoConfig.from_pretrained(source, trust_remote_code=trust_remote_code)
+                encoder = AutoModel.from_config(config, trust_remote_code=trust_remote_code)
+            else:
+                encoder = AutoModel.from_pretrained(source, trust_remote_code=trust_remote_code,
+                                                    use_safetensors=not allow_pickle)
     except (OSError, RuntimeError, ValueError) as error:
         raise ModelLoadError(
             f"Could not load a model from {name_or_path!r}: {error}. Give a folder saved with "
             "`save_pretrained` (config.json, model.safetensors, tokenizer files) or a Hub id while online."
+            + install_hint(name_or_path)
         ) from error
-    logger.info("Loaded %s (%s) with %s pooling", name_or_path, encoder.config.model_type, resolved)
+    logger.info("Loaded %s (%s%s) with %s pooling", name_or_path, encoder.config.model_type,
+                ", random weights" if random_init else "", resolved)
     return tokenizer, TextBackbone(encoder, resolved, pool_layers)
 
 
