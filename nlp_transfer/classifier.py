@@ -163,7 +163,14 @@ class Classifier:
 
     def predict(self, inputs: Any) -> list[Any]:
         """Labels (single-label), lists of labels (multi-label) or numbers (regression), in input order."""
+        return self.predict_with_scores(inputs)[0]
+
+    def predict_with_scores(self, inputs: Any) -> tuple[list[Any], np.ndarray | None]:
+        """`predict` and `predict_proba` from one pass over the data (scores are None for regression)."""
         logits = self._predict_logits(inputs)
+        return self._decide(logits), (None if self.task.name == "regression" else self.task.scores(logits))
+
+    def _decide(self, logits: np.ndarray) -> list[Any]:
         decided = self.task.decide(logits, self.threshold)
         if self.task.name == "regression":
             return [float(v) for v in decided]

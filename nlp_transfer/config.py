@@ -12,6 +12,7 @@ strategy's default" and are resolved by `resolve_training` into a new object.
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import types
 import typing
 from dataclasses import dataclass, field
@@ -132,15 +133,15 @@ class LoraOptions:
     """Low-rank adapters (peft LoRA) in the encoder; the base weights stay frozen, the head trains."""
 
     r: int = _f(8, "Rank of the LoRA update matrices.")
-    alpha: int = _f(16, "LoRA scaling numerator (the update is scaled by alpha / r).")
-    dropout: float = _f(0.1, "Dropout on the LoRA input.")
+    lora_alpha: int = _f(16, "LoRA scaling numerator (the update is scaled by lora_alpha / r).")
+    lora_dropout: float = _f(0.1, "Dropout on the LoRA input (named as in peft, apart from the head's dropout).")
     target_modules: list[str] | None = _f(None, "Linear layer names to adapt; default chosen per architecture.")
 
     def __post_init__(self) -> None:
         _validate_fields(self)
-        _positive(self, "r", "alpha")
-        if not 0.0 <= self.dropout < 1.0:
-            raise ConfigError(f"dropout must be in [0, 1), got {self.dropout}.")
+        _positive(self, "r", "lora_alpha")
+        if not 0.0 <= self.lora_dropout < 1.0:
+            raise ConfigError(f"lora_dropout must be in [0, 1), got {self.lora_dropout}.")
         if self.target_modules is not None and not self.target_modules:
             raise ConfigError("target_modules is empty; give layer names or leave it unset for the default.")
 
@@ -184,7 +185,7 @@ def build(cls: type[T], values: dict[str, Any], prefix: str = "", source: str = 
     try:
         return cls(**values)
     except ConfigError as error:
-        raise ConfigError(f"{prefix}{error}{place}") from None
+        raise ConfigError(f"{prefix}{error}{f' (in {source})' if source else ''}") from None
 
 
 def help_text(cls: type) -> dict[str, str]:
@@ -197,12 +198,12 @@ def _validate_fields(obj: Any) -> None:
     for f in dataclasses.fields(obj):
         value = getattr(obj, f.name)
         if not _matches(value, hints[f.name]):
-            hint = ""
+            hint = "."
             if typing.get_origin(hints[f.name]) is Literal and isinstance(value, str):
-                hint = " (" + did_you_mean(value, typing.get_args(hints[f.name])).split("?")[0] + "?)"
-                hint = hint if "did you mean" in hint else ""
+                close = difflib.get_close_matches(value, [str(a) for a in typing.get_args(hints[f.name])], n=1, cutoff=0.5)
+                hint = f"; did you mean {close[0]!r}?" if close else "."
             raise ConfigError(
-                f"{f.name} must be {_describe(hints[f.name])}, got {value!r} ({type(value).__name__}){hint}."
+                f"{f.name} must be {_describe(hints[f.name])}, got {value!r} ({type(value).__name__}){hint}"
             )
 
 

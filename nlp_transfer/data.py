@@ -51,7 +51,7 @@ def read_table(source: Any, where: str) -> dict[str, list[Any]]:
         hint = "train" if "train" in splits else splits[0]
         raise DataError(f"{where}: got a DatasetDict with splits {splits}; pass one split, did you mean `dataset[{hint!r}]`?")
     if hasattr(source, "column_names") and hasattr(source, "to_dict"):  # datasets.Dataset
-        return {name: list(values) for name, values in source.to_dict().items()}
+        return _dataset_columns(source)
     if hasattr(source, "columns") and hasattr(source, "to_dict"):  # pandas.DataFrame
         return {str(name): source[name].tolist() for name in source.columns}
     if isinstance(source, (list, tuple)) and not source:
@@ -69,6 +69,15 @@ def read_table(source: Any, where: str) -> dict[str, list[Any]]:
         f"{where}: cannot read data of type {type(source).__name__}. Give a file path (.csv, .tsv, .json, "
         ".jsonl, .parquet), a datasets.Dataset, a pandas DataFrame or a list of dicts."
     )
+
+
+def _dataset_columns(dataset: Any) -> dict[str, list[Any]]:
+    """Columns of a `datasets.Dataset`; ClassLabel ids become their names (-1, "no label", becomes None)."""
+    columns = {name: list(values) for name, values in dataset.to_dict().items()}
+    for name, feature in (getattr(dataset, "features", None) or {}).items():
+        if type(feature).__name__ == "ClassLabel" and feature.names:
+            columns[name] = [feature.int2str(v) if isinstance(v, int) and v >= 0 else None for v in columns[name]]
+    return columns
 
 
 def _read_file(path: Path, where: str) -> dict[str, list[Any]]:

@@ -20,7 +20,7 @@ from torch.utils.data import DataLoader
 
 from .config import TrainingConfig
 
-__all__ = ["TrainingHistory", "make_accelerator", "process_state", "run_inference", "train_loop"]
+__all__ = ["TrainingHistory", "make_accelerator", "process_state", "run_inference", "train_loop", "end_distributed"]
 
 logger = logging.getLogger(__name__)
 
@@ -257,3 +257,19 @@ def _log_banner(model, train_loader, eval_loader, settings, accelerator, total_s
 
 def _short(row: dict[str, Any]) -> str:
     return ", ".join(f"{k}={v:.4f}" for k, v in row.items() if isinstance(v, float) and k != "train_seconds")
+
+
+def end_distributed() -> None:
+    """Tear down the process group at the end of a launched run (a no-op in a single process).
+
+    The DDP-wrapped model must be gone first, or gloo can abort at exit ("terminate called
+    without an active exception"): callers drop their models, then this collects and destroys.
+    """
+    import gc
+
+    import torch.distributed as dist
+
+    gc.collect()
+    if dist.is_available() and dist.is_initialized():
+        dist.barrier()
+        dist.destroy_process_group()

@@ -126,6 +126,9 @@ def write_folder(target: Path, write: Callable[[Path], None]) -> None:
 @contextmanager
 def _temporary_sibling(target: Path) -> Iterator[Path]:
     staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.parent))
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(staging, 0o777 & ~umask)  # mkdtemp makes it private; a model folder is as readable as any other
     try:
         yield staging
     finally:

@@ -129,7 +129,7 @@ class Lora(Strategy):
         except ImportError as error:
             raise StrategyError("strategy='lora' needs peft: pip install peft") from error
         targets = self._targets(backbone)
-        config = LoraConfig(r=self.options.r, lora_alpha=self.options.alpha, lora_dropout=self.options.dropout,
+        config = LoraConfig(r=self.options.r, lora_alpha=self.options.lora_alpha, lora_dropout=self.options.lora_dropout,
                             target_modules=list(targets), bias="none")
         backbone.encoder = get_peft_model(backbone.encoder, config)
         _set_lora_trainable(backbone.encoder)

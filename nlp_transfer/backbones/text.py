@@ -175,7 +175,7 @@ def load_text_backbone(
 
     source = local_model(name_or_path) or name_or_path
     if source != name_or_path:
-        logger.info("Using the installed offline copy of %s (%s).", name_or_path, source)
+        logger.debug("Using the installed offline copy of %s (%s).", name_or_path, source)
     _check_source(source, allow_pickle)
     if pooling not in ("auto", "cls", "mean"):
         raise StrategyError(f"Unknown pooling {pooling!r}: {did_you_mean(pooling, ['auto', 'cls', 'mean'])}")

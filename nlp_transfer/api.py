@@ -1,0 +1,183 @@
+"""The run-level Python API (what the CLI calls): train a configured run, evaluate and predict with it.
+
+    from nlp_transfer import load_config, train
+    result = train(load_config("configs/offline/minilm-intents-lora.yaml", ["train.epochs=5"]))
+    result.metrics["test"]["accuracy"], result.path        # runs/<name>/ holds model, config, metrics
+
+Training logic lives in `TextClassifier`; this module only connects a `RunConfig` to it and
+writes the run folder (`runs.py`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .config import DataConfig
+from .run_config import RunConfig, dump_config, load_config, resolve, with_overrides
+from .sources import Splits, load_splits
+
+__all__ = ["RunResult", "train", "fit_run", "write_run", "load_model", "evaluate", "predict", "as_config"]
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class RunResult:
+    """A finished run: its folder (None until written), resolved config, final metrics per split, history."""
+
+    config: RunConfig
+    metrics: dict[str, dict[str, Any]]
+    history: Any
+    fit_seconds: float
+    parameters: dict[str, int]
+    classifier: Any
+    path: Path | None = None
+
+
+def as_config(config: RunConfig | str | Path | None, overrides: Sequence[str] = ()) -> RunConfig:
+    """A RunConfig from a config object or a YAML path, with overrides applied."""
+    if isinstance(config, RunConfig):
+        return with_overrides(config, tuple(overrides))
+    return load_config(config, tuple(overrides))
+
+
+def train(config: RunConfig | str | Path, overrides: Sequence[str] = ()) -> RunResult:
+    """Train the configured run and write its run folder; returns the result with the classifier."""
+    from .runs import check_output_folder
+
+    config = resolve(as_config(config, overrides))
+    check_output_folder(Path(config.output.dir), config.output.overwrite)  # before any work
+    splits = load_splits(config.data)
+    result = fit_run(config, splits)
+    return write_run(Path(config.output.dir), result, save_model=config.output.save_model, splits=splits)
+
+
+def fit_run(config: RunConfig, splits: Splits) -> RunResult:
+    """Build the classifier the config describes, fit it, and score the configured splits (no files)."""
+    from .text import TextClassifier
+
+    config = resolve(config)
+    model = config.model
+    clf = TextClassifier.from_pretrained(
+        model.name_or_path, labels=model.labels, num_labels=model.num_labels, task=model.task,
+        strategy=config.strategy.name, pooling=model.pooling, pool_layers=model.pool_layers, head=model.head,
+        dropout=model.dropout, threshold=model.threshold, max_length=config.data.max_length, seed=config.train.seed,
+        trust_remote_code=model.trust_remote_code, allow_pickle=model.allow_pickle, random_init=model.random_init,
+        **config.strategy.options())
+    started = time.perf_counter()
+    history = clf.fit(splits.train, splits.validation, **_fit_settings(config))
+    fit_seconds = time.perf_counter() - started
+    final = {split: clf.evaluate(getattr(splits, split)) for split in config.eval.splits
+             if getattr(splits, split) is not None}
+    for split, scores in final.items():
+        logger.info("%s: %s", split, ", ".join(f"{k}={v:.4f}" for k, v in scores.items() if isinstance(v, float)))
+    return RunResult(config, final, history, fit_seconds, clf.parameter_summary(), clf)
+
+
+def write_run(path: Path, result: RunResult, *, save_model: bool, splits: Splits | None = None) -> RunResult:
+    """Write the run folder of `result` at `path` (see `runs.py` for the layout)."""
+    from .card import model_card
+    from .engine import process_state
+    from .runs import environment, staged_run_folder, write_json, write_jsonl
+    from .saving import read_metadata
+
+    config, clf = result.config, result.classifier
+    state = process_state()
+    with staged_run_folder(path) as folder:
+        if save_model:
+            clf.save(folder / "model", merge_lora=config.output.merge_lora)
+        if state.is_main_process:
+            env = environment(state.num_processes, config.train.mixed_precision)
+            (folder / "config.yaml").write_text(dump_config(config), encoding="utf-8")
+            write_json(folder / "metrics.json", run_metrics(result))
+            write_jsonl(folder / "history.jsonl", result.history.steps)
+            write_json(folder / "environment.json", env)
+            if save_model:
+                layout = read_metadata(folder / "model").layout
+                card = model_card(config, clf.labels, result.metrics, env, layout)
+                (folder / "README.md").write_text(card, encoding="utf-8")
+                (folder / "model" / "README.md").write_text(card, encoding="utf-8")
+        if config.eval.save_predictions and splits is not None:
+            _write_predictions(folder, clf, splits, config, state.is_main_process)
+    return dataclasses.replace(result, path=path)
+
+
+def run_metrics(result: RunResult) -> dict[str, Any]:
+    """metrics.json: the final scores per split, and what the training loop saw epoch by epoch."""
+    history = result.history
+    return {"final": result.metrics, "metric": history.metric_name, "best_epoch": history.best_epoch,
+            "best_metric": history.best_metric, "stopped_early": history.stopped_early,
+            "train_seconds": history.train_seconds, "fit_seconds": result.fit_seconds,
+            "parameters": result.parameters, "epochs": history.epochs}
+
+
+def load_model(run_or_model: str | Path):
+    """The classifier saved in a run folder (or in a model folder)."""
+    from .runs import find_model_folder
+    from .text import TextClassifier
+
+    return TextClassifier.load(find_model_folder(run_or_model))
+
+
+def evaluate(run_or_model: str | Path, data: Any, **data_settings: Any) -> dict[str, Any]:
+    """Metrics of a saved run or model on labelled data (a file, or e.g. ``support_intents:test``)."""
+    from .sources import resolve_data
+
+    clf = load_model(run_or_model)
+    return clf.evaluate(resolve_data(data) if isinstance(data, str) else data, **data_settings)
+
+
+def predict(run_or_model: str | Path | Any, inputs: Any, **data_settings: Any) -> list[dict[str, Any]]:
+    """One dict per input: the text(s), the prediction and, for classification, each label's probability."""
+    from .data import read_table
+    from .sources import resolve_data
+
+    clf = load_model(run_or_model) if isinstance(run_or_model, (str, Path)) else run_or_model
+    columns = dataclasses.replace(clf.data_config, **data_settings) if data_settings else clf.data_config
+    if isinstance(inputs, str):
+        table = read_table(resolve_data(inputs, "predict"), "predict")
+        rows = [dict(zip(table, values)) for values in zip(*table.values())]
+    else:
+        rows = [{columns.text_column: text} if isinstance(text, str) else dict(text) for text in inputs]
+    clf.data_config = columns
+    return _prediction_rows(clf, rows, columns)
+
+
+def _prediction_rows(clf, rows: list[dict[str, Any]], columns: DataConfig) -> list[dict[str, Any]]:
+    predicted, scores = clf.predict_with_scores(rows)
+    keep = [c for c in (columns.text_column, columns.text_pair_column) if c and rows and c in rows[0]]
+    out = []
+    for i, row in enumerate(rows):
+        item = {c: row[c] for c in keep}
+        item["prediction"] = predicted[i]
+        if scores is not None:
+            item["probabilities"] = {str(label): round(float(p), 6) for label, p in zip(clf.labels, scores[i])}
+        out.append(item)
+    return out
+
+
+def _write_predictions(folder: Path, clf, splits: Splits, config: RunConfig, is_main: bool) -> None:
+    from .data import read_table
+    from .runs import write_jsonl
+
+    for split in config.eval.splits:
+        source = getattr(splits, split)
+        if source is None:
+            continue
+        table = read_table(source, f"data.{split}")
+        rows = [dict(zip(table, values)) for values in zip(*table.values())]
+        predictions = _prediction_rows(clf, rows, clf.data_config)
+        if is_main:
+            write_jsonl(folder / f"predictions-{split}.jsonl", predictions)
+
+
+def _fit_settings(config: RunConfig) -> dict[str, Any]:
+    data_fields = {f.name for f in dataclasses.fields(DataConfig)}
+    data = {k: v for k, v in dataclasses.asdict(config.data).items() if k in data_fields}
+    return {**dataclasses.asdict(config.train), **data}

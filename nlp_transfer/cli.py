@@ -1,0 +1,272 @@
+"""`nlp-transfer`: the command line, a thin layer over the Python API (`api.py`, `compare.py`).
+
+    nlp-transfer demo
+    nlp-transfer train configs/offline/minilm-intents-lora.yaml train.epochs=5
+    nlp-transfer evaluate runs/minilm-intents-lora --data support_intents:test
+    nlp-transfer predict runs/minilm-intents-lora --text "my parcel never arrived"
+    nlp-transfer compare configs/offline/minilm-intents-full.yaml --strategies feature_extraction,lora,scratch
+    nlp-transfer show-config configs/offline/minilm-intents-lora.yaml strategy.lora.r=16
+    accelerate launch --multi_gpu --num_processes 2 scripts/train.py configs/offline/minilm-intents-lora.yaml
+
+Only argparse, YAML and the config tree load before a command runs, so ``--help`` and config
+errors are instant. Errors of nlp_transfer are printed as one message, exit status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from .errors import NLPTransferError
+
+__all__ = ["main"]
+
+_EXAMPLES = {
+    "train": """examples:
+  nlp-transfer train configs/offline/minilm-intents-lora.yaml
+  nlp-transfer train my.yaml train.epochs=3 strategy.name=lora data.train=train.csv output.dir=runs/try1
+  accelerate launch --multi_gpu --num_processes 2 scripts/train.py my.yaml   (the same, in two processes)""",
+    "evaluate": """examples:
+  nlp-transfer evaluate runs/minilm-intents-lora --data dev.jsonl
+  nlp-transfer evaluate runs/demo --data support_intents:test --output scores.json""",
+    "predict": """examples:
+  nlp-transfer predict runs/demo --text "where is my parcel" --text "I was charged twice"
+  nlp-transfer predict runs/minilm-intents-lora --data new.csv --output predictions.jsonl""",
+    "show-config": """examples:
+  nlp-transfer show-config --defaults
+  nlp-transfer show-config configs/offline/minilm-intents-lora.yaml train.epochs=5""",
+    "compare": """examples:
+  nlp-transfer compare configs/offline/minilm-intents-full.yaml
+  nlp-transfer compare my.yaml --strategies feature_extraction,lora,scratch train.epochs=5""",
+    "demo": """examples:
+  nlp-transfer demo
+  nlp-transfer demo train.epochs=2 --output runs/demo-quick""",
+}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.command(args)
+    except NLPTransferError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="nlp-transfer", formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Transfer learning for text: train, compare and use strategies (feature_extraction, "
+                    "partial, full, lora) on a pretrained encoder.",
+        epilog="Run `nlp-transfer COMMAND --help` for a command's options and examples.")
+    from . import __version__
+
+    parser.add_argument("--version", action="version", version=f"nlp_transfer {__version__}")
+    commands = parser.add_subparsers(title="commands", metavar="COMMAND", required=True)
+
+    def command(name: str, help: str, handler) -> argparse.ArgumentParser:
+        sub = commands.add_parser(name, help=help, description=help, epilog=_EXAMPLES[name],
+                                  formatter_class=argparse.RawDescriptionHelpFormatter)
+        sub.set_defaults(command=handler)
+        return sub
+
+    overrides_help = "settings as section.key=value (YAML values), e.g. train.epochs=3 strategy.name=lora"
+
+    sub = command("train", "Train the run a YAML config describes and write its run folder.", _train)
+    sub.add_argument("config", help="YAML recipe (see configs/)")
+    sub.add_argument("overrides", nargs="*", help=overrides_help)
+    sub.add_argument("--overwrite", action="store_true", help="replace an existing run folder once the new run finishes")
+
+    sub = command("evaluate", "Score a trained run (or saved model) on labelled data.", _evaluate)
+    sub.add_argument("model", metavar="RUN_OR_MODEL", help="run folder, compare folder or saved model folder")
+    sub.add_argument("--data", required=True, help="labelled file (.csv/.tsv/.json/.jsonl/.parquet) or support_intents:test")
+    sub.add_argument("--output", help="JSON file for the metrics (default: eval-<data>.json in the run folder)")
+    _column_options(sub, labels=True)
+
+    sub = command("predict", "Predict labels and probabilities with a trained run (or saved model).", _predict)
+    sub.add_argument("model", metavar="RUN_OR_MODEL", help="run folder, compare folder or saved model folder")
+    source = sub.add_mutually_exclusive_group(required=True)
+    source.add_argument("--data", help="file with a text column")
+    source.add_argument("--text", action="append", help="a text to classify (repeatable)")
+    sub.add_argument("--output", help="JSONL file to write (default: print JSONL)")
+    _column_options(sub, labels=False)
+
+    sub = command("show-config", "Print a resolved config as YAML, or every setting with its help.", _show_config)
+    sub.add_argument("config", nargs="?", help="YAML recipe (omit for the defaults)")
+    sub.add_argument("overrides", nargs="*", help=overrides_help)
+    sub.add_argument("--defaults", action="store_true", help="every setting with its default and help text")
+
+    sub = command("compare", "Train several strategies and a from-scratch control on the same data; print a table.",
+                  _compare)
+    sub.add_argument("config", help="YAML recipe: model, data and budget shared by every strategy")
+    sub.add_argument("overrides", nargs="*", help=overrides_help)
+    sub.add_argument("--strategies", default="feature_extraction,partial,lora,full,scratch",
+                     help="comma-separated: feature_extraction, partial, lora, full, scratch (default: all)")
+    sub.add_argument("--output", help="folder for compare.json and the runs (default: output.dir or runs/<run.name>)")
+    sub.add_argument("--overwrite", action="store_true", help="replace an existing folder once the comparison finishes")
+
+    sub = command("demo", "Offline demo: compare the strategies on the bundled MiniLM and the bundled intent data.", _demo)
+    sub.add_argument("overrides", nargs="*", help=overrides_help)
+    sub.add_argument("--output", default="runs/demo", help="folder for the demo runs (default: runs/demo, replaced on rerun)")
+    return parser
+
+
+def _column_options(sub: argparse.ArgumentParser, labels: bool) -> None:
+    sub.add_argument("--text-column", help="column with the text (default: the model's)")
+    sub.add_argument("--text-pair-column", help="column with the second text of pairs (default: the model's)")
+    if labels:
+        sub.add_argument("--label-column", help="column with the labels (default: the model's)")
+
+
+def _columns(args: argparse.Namespace) -> dict[str, str]:
+    names = ("text_column", "text_pair_column", "label_column")
+    return {name: getattr(args, name) for name in names if getattr(args, name, None)}
+
+
+# ----------------------------------------------------------------- commands
+def _train(args: argparse.Namespace) -> int:
+    from .run_config import load_config, resolve
+
+    config = load_config(args.config, [*args.overrides, *(["output.overwrite=true"] if args.overwrite else [])])
+    _logging(config.run.log_level)
+    from .api import train
+
+    result = train(resolve(config))
+    if _is_main():
+        print(_metrics_table(result.metrics))
+        print(f"run folder: {result.path}")
+    del result
+    _end_processes()
+    return 0
+
+
+def _quiet_loading() -> None:
+    # Loading a saved model is quick; its per-tensor progress bar is noise here (downloads keep theirs elsewhere).
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    _logging("warning")
+
+
+def _evaluate(args: argparse.Namespace) -> int:
+    _quiet_loading()
+    from .api import evaluate
+    from .runs import write_json
+
+    metrics = evaluate(args.model, args.data, **_columns(args))
+    output = Path(args.output) if args.output else _default_eval_path(Path(args.model), args.data)
+    write_json(output, metrics)
+    print(_metrics_table({Path(args.data).name: metrics}))
+    print(f"metrics written to {output}")
+    return 0
+
+
+def _predict(args: argparse.Namespace) -> int:
+    _quiet_loading()
+    from .api import predict
+
+    rows = predict(args.model, args.data if args.data else args.text, **_columns(args))
+    lines = [json.dumps(row, ensure_ascii=False) for row in rows]
+    if args.output:
+        Path(args.output).write_text("\n".join(lines) + "\n", encoding="utf-8")
+        print(f"{len(rows)} predictions written to {args.output}")
+    else:
+        print("\n".join(lines))
+    return 0
+
+
+def _show_config(args: argparse.Namespace) -> int:
+    from .run_config import defaults_yaml, dump_config, load_config, resolve
+
+    overrides = list(args.overrides)
+    config_path = args.config
+    if config_path and "=" in config_path and not Path(config_path).is_file():
+        overrides.insert(0, config_path)  # `show-config train.epochs=3`: no file, only overrides
+        config_path = None
+    if args.defaults:
+        print(defaults_yaml(), end="")
+        return 0
+    print(dump_config(resolve(load_config(config_path, overrides))), end="")
+    return 0
+
+
+def _compare(args: argparse.Namespace) -> int:
+    from .run_config import load_config
+
+    config = load_config(args.config, [*args.overrides, *(["output.overwrite=true"] if args.overwrite else [])])
+    _logging(config.run.log_level)
+    from .compare import compare
+
+    strategies = [s.strip() for s in args.strategies.split(",") if s.strip()]
+    result = compare(config, strategies, output_dir=args.output)
+    if _is_main():
+        print(result.table())
+        print(f"written to {result.path}/compare.json")
+    _end_processes()
+    return 0
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from .demo import DEMO_CONFIG, run_demo
+    from .run_config import load_config
+
+    config = load_config(DEMO_CONFIG, [*args.overrides, f"output.dir={args.output}"])
+    _logging(config.run.log_level)
+    report = run_demo(config)
+    if _is_main():
+        print(report)
+    _end_processes()
+    return 0
+
+
+# ----------------------------------------------------------------- output helpers
+def _metrics_table(metrics: dict[str, dict]) -> str:
+    names = [k for k in next(iter(metrics.values()), {}) if isinstance(next(iter(metrics.values()))[k], float)]
+    if not names:
+        return "(no metrics: set data.validation or data.test)"
+    width = max(len(split) for split in metrics) + 2
+    cells = [max(len(name) + 2, 10) for name in names]
+    lines = [f"{'':<{width}}" + "".join(f"{name:>{w}}" for name, w in zip(names, cells))]
+    for split, scores in metrics.items():
+        lines.append(f"{split:<{width}}" + "".join(f"{scores.get(n, float('nan')):>{w}.4f}" for n, w in zip(names, cells)))
+    return "\n".join(lines)
+
+
+def _default_eval_path(model: Path, data: str) -> Path:
+    stem = Path(data.replace(":", "-")).stem
+    folder = model if (model / "model").is_dir() else Path(".")
+    return folder / f"eval-{stem}.json"
+
+
+def _logging(level: str) -> None:
+    import warnings
+
+    # Deprecation notes between transformers and peft are for library authors, not for CLI users.
+    warnings.filterwarnings("ignore", category=FutureWarning)
+    # Under `accelerate launch` every process would repeat each line; the others log only warnings.
+    chosen = getattr(logging, level.upper()) if _is_main() else logging.WARNING
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+                        datefmt="%H:%M:%S")
+    logging.getLogger("nlp_transfer").setLevel(chosen)
+
+
+def _end_processes() -> None:
+    if "RANK" in os.environ:  # launched by accelerate/torchrun: leave the process group cleanly
+        from .engine import end_distributed
+
+        end_distributed()
+
+
+def _is_main() -> bool:
+    return os.environ.get("RANK", "0") == "0"
+
+
+if __name__ == "__main__":
+    sys.exit(main())

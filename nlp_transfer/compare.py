@@ -1,0 +1,171 @@
+"""Which strategy for my data? Each strategy on the same data and budget, plus a from-scratch control.
+
+The control is the same architecture and tokenizer with random weights, trained in full: the gap
+between it and the strategies is what pretraining contributes on this data.
+
+    from nlp_transfer import compare
+    result = compare("configs/offline/minilm-intents-feature-extraction.yaml")
+    print(result.table())          # also in <output>/compare.json and compare.md
+
+Output folder: one run folder per strategy (config, metrics, history, environment); the best
+strategy's folder also holds its model and model card.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import gc
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .api import RunResult, as_config, fit_run, write_run
+from .config import STRATEGY_OPTIONS
+from .errors import ConfigError, did_you_mean
+from .run_config import RunConfig, resolve
+
+__all__ = ["compare", "Comparison", "StrategyScore", "SCRATCH", "DEFAULT_STRATEGIES"]
+
+logger = logging.getLogger(__name__)
+
+SCRATCH = "scratch"
+DEFAULT_STRATEGIES = ("feature_extraction", "partial", "lora", "full", SCRATCH)
+# Random weights need a larger step than pretrained ones to learn anything in a few epochs
+# (on support_intents, 2e-4..5e-4 did best from scratch; 5e-5, full fine-tuning's default, left it near chance).
+SCRATCH_LEARNING_RATE = 3e-4
+
+
+@dataclass(frozen=True)
+class StrategyScore:
+    """One row of the comparison."""
+
+    strategy: str
+    metrics: dict[str, Any]
+    fit_seconds: float
+    trainable_parameters: int
+    total_parameters: int
+    epochs: int
+    learning_rate: float
+
+    @property
+    def is_control(self) -> bool:
+        return self.strategy == SCRATCH
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """The scores of every strategy on one split, and which did best."""
+
+    split: str
+    metric: str
+    rows: list[StrategyScore]
+    best: str
+    path: Path | None = None
+
+    def table(self) -> str:
+        """A plain-text table, one row per strategy, the control marked."""
+        header = f"{'strategy':<22}{'accuracy':>9}{'macro-F1':>10}{'fit time':>10}  {'trainable parameters':<24}"
+        lines = [f"Scored on the {self.split} split:", header, "-" * len(header)]
+        for row in self.rows:
+            name = row.strategy + (" (control)" if row.is_control else "") + (" *" if row.strategy == self.best else "")
+            share = 100.0 * row.trainable_parameters / max(row.total_parameters, 1)
+            lines.append(f"{name:<22}{_cell(row.metrics.get('accuracy')):>9}{_cell(row.metrics.get('f1_macro')):>10}"
+                         f"{row.fit_seconds:>9.1f}s  {row.trainable_parameters:>12,} ({share:5.1f}%)")
+        lines.append(f"* best by {self.metric}; the control is the same architecture trained from random weights.")
+        return "\n".join(lines)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"split": self.split, "metric": self.metric, "best": self.best,
+                "strategies": [dataclasses.asdict(row) | {"control": row.is_control} for row in self.rows]}
+
+
+def compare(config: RunConfig | str | Path, strategies: Sequence[str] = DEFAULT_STRATEGIES,
+            overrides: Sequence[str] = (), output_dir: str | Path | None = None) -> Comparison:
+    """Train each strategy (and the scratch control) on the configured data; write and return the table."""
+    from .engine import process_state
+    from .metrics import PRIMARY_METRIC, greater_is_better
+    from .runs import check_output_folder, staged_run_folder, write_json
+    from .sources import load_splits
+
+    base = as_config(config, overrides)
+    _check_names(strategies)
+    name = base.run.name or "compare"
+    out = Path(output_dir or base.output.dir or f"runs/{name}")
+    check_output_folder(out, base.output.overwrite)
+    splits = load_splits(base.data)
+    metric = PRIMARY_METRIC[base.model.task]
+    higher = greater_is_better(metric)
+    rows: list[StrategyScore] = []
+    best: tuple[str, RunResult, float] | None = None  # name, result, score
+    with staged_run_folder(out) as folder:
+        for strategy in strategies:
+            logger.info("compare: training %s (%d of %d)", strategy, len(rows) + 1, len(strategies))
+            result = fit_run(variant(base, strategy, f"{name}-{strategy}", out / strategy), splits)
+            split, scores = _report_split(result)
+            rows.append(_score(strategy, result, scores))
+            if best is None or _better(scores[metric], best[2], higher):
+                if best is not None:  # the previous best loses its place: write it without its model
+                    write_run(folder / best[0], best[1], save_model=False)
+                best = (strategy, result, scores[metric])
+            else:
+                write_run(folder / strategy, result, save_model=False)
+            del result
+            gc.collect()
+        write_run(folder / best[0], best[1], save_model=best[1].config.output.save_model)
+        comparison = Comparison(split, metric, rows, best[0])
+        if process_state().is_main_process:
+            write_json(folder / "compare.json", comparison.to_dict())
+            (folder / "compare.md").write_text("```\n" + comparison.table() + "\n```\n", encoding="utf-8")
+    return dataclasses.replace(comparison, path=out)
+
+
+def variant(base: RunConfig, strategy: str, run_name: str, folder: Path) -> RunConfig:
+    """The config of one compared strategy: the base config with this strategy (or the control).
+
+    Its output is the strategy's own folder (never replaced by a rerun of its config.yaml).
+    """
+    model, train = base.model, base.train
+    if strategy == SCRATCH:
+        model = dataclasses.replace(model, random_init=True)
+        train = dataclasses.replace(train, learning_rate=train.learning_rate or SCRATCH_LEARNING_RATE)
+        strategy = "full"
+    return resolve(dataclasses.replace(
+        base, model=model, train=train, strategy=dataclasses.replace(base.strategy, name=strategy),
+        run=dataclasses.replace(base.run, name=run_name),
+        output=dataclasses.replace(base.output, dir=str(folder), overwrite=False)))
+
+
+def _check_names(strategies: Sequence[str]) -> None:
+    valid = [*STRATEGY_OPTIONS, SCRATCH]
+    if not strategies:
+        raise ConfigError(f"No strategies to compare; choose some of: {', '.join(valid)}.")
+    for name in strategies:
+        if name not in valid:
+            raise ConfigError(f"Unknown strategy {name!r} to compare: {did_you_mean(name, valid)}")
+    if len(set(strategies)) != len(strategies):
+        raise ConfigError(f"A strategy is listed twice: {list(strategies)}.")
+
+
+def _report_split(result: RunResult) -> tuple[str, dict[str, Any]]:
+    for split in ("test", "validation"):
+        if split in result.metrics:
+            return split, result.metrics[split]
+    if result.classifier is not None and result.classifier.metrics:
+        return "held-out", result.classifier.metrics
+    raise ConfigError("compare needs data to score on: set data.test or data.validation, or keep data.validation_split > 0.")
+
+
+def _score(strategy: str, result: RunResult, scores: dict[str, Any]) -> StrategyScore:
+    return StrategyScore(strategy, {k: v for k, v in scores.items() if isinstance(v, (int, float))},
+                         result.fit_seconds, result.parameters["trainable"], result.parameters["total"],
+                         result.config.train.epochs, result.config.train.learning_rate)
+
+
+def _better(value: float, other: float, higher: bool) -> bool:
+    return value > other if higher else value < other
+
+
+def _cell(value: Any) -> str:
+    return f"{value:.4f}" if isinstance(value, (int, float)) else "-"
