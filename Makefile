@@ -1,6 +1,6 @@
 # Two commands for a fresh machine (each installs what it needs, and is safe to run again):
+#   make demo        the offline demo: every strategy vs. a from-scratch control on the bundled MiniLM
 #   make test        the whole test suite (what CI runs, through .ci/run)
-#   make quickstart  fine-tune the bundled MiniLM on SST-2 with the Python API
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
@@ -8,7 +8,7 @@ BIN := $(VENV)/bin
 TORCH := torch==2.14.1 torchvision==0.29.1
 SST2 ?= ../shared/data/sst2
 
-.PHONY: install test test-fast quickstart bench clean
+.PHONY: install demo test test-fast quickstart bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -20,6 +20,9 @@ $(VENV)/.installed: $(BIN)/python pyproject.toml
 	touch $@
 
 install: $(VENV)/.installed
+
+demo: install
+	HF_HUB_OFFLINE=1 HF_EVALUATE_OFFLINE=1 $(BIN)/nlp-transfer demo
 
 test: install
 	HF_HUB_OFFLINE=1 HF_EVALUATE_OFFLINE=1 $(BIN)/python -m pytest -q

@@ -5,6 +5,9 @@
     clf.fit("train.jsonl", epochs=3)
     clf.predict(["an example"])
 
+    from nlp_transfer import load_config, train, compare       # the run level, as the CLI uses it
+    result = train(load_config("configs/offline/minilm-intents-lora.yaml", ["train.epochs=5"]))
+
 Importing the package is cheap: torch and transformers load on first use of a public name.
 """
 
@@ -17,6 +20,12 @@ __version__ = "0.1.0"
 
 __all__ = [
     "TextClassifier",
+    "RunConfig",
+    "load_config",
+    "train",
+    "compare",
+    "evaluate",
+    "predict",
     "TrainingConfig",
     "DataConfig",
     "TrainingHistory",
@@ -32,6 +41,12 @@ __all__ = [
 # public name -> module that defines it; resolved on first access (PEP 562)
 _LAZY = {
     "TextClassifier": ".text",
+    "RunConfig": ".run_config",
+    "load_config": ".run_config",
+    "train": ".api",
+    "compare": ".comparison",
+    "evaluate": ".api",
+    "predict": ".api",
     "TrainingConfig": ".config",
     "DataConfig": ".config",
     "TrainingHistory": ".engine",

@@ -202,7 +202,7 @@ def _compare(args: argparse.Namespace) -> int:
 
     config = load_config(args.config, [*args.overrides, *(["output.overwrite=true"] if args.overwrite else [])])
     _logging(config.run.log_level)
-    from .compare import compare
+    from .comparison import compare
 
     strategies = [s.strip() for s in args.strategies.split(",") if s.strip()]
     result = compare(config, strategies, output_dir=args.output)

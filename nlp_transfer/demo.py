@@ -27,7 +27,7 @@ DEMO_SENTENCES = (
 def run_demo(config: RunConfig) -> str:
     """Run the comparison; return the report to show (table, best model, predictions)."""
     from .api import predict
-    from .compare import compare
+    from .comparison import compare
     from .runs import find_model_folder
 
     comparison = compare(config)
