@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from .config import DataConfig
+from .memory import PeakMemory
 from .run_config import RunConfig, dump_config, load_config, resolve, with_overrides
 from .sources import Splits, load_splits
 
@@ -37,7 +38,15 @@ class RunResult:
     fit_seconds: float
     parameters: dict[str, int]
     classifier: Any
+    peak_memory_mb: float = 0.0
+    memory_kind: str = "rss"
     path: Path | None = None
+
+    @property
+    def train_samples_per_second(self) -> float:
+        """Training examples processed per second of `fit`, end to end (encoding, evaluation included)."""
+        seen = sum(row["train_samples_per_second"] * row["train_seconds"] for row in self.history.epochs)
+        return seen / self.fit_seconds if self.fit_seconds else 0.0
 
 
 def as_config(config: RunConfig | str | Path | None, overrides: Sequence[str] = ()) -> RunConfig:
@@ -71,13 +80,14 @@ def fit_run(config: RunConfig, splits: Splits) -> RunResult:
         trust_remote_code=model.trust_remote_code, allow_pickle=model.allow_pickle, random_init=model.random_init,
         **config.strategy.options())
     started = time.perf_counter()
-    history = clf.fit(splits.train, splits.validation, **_fit_settings(config))
+    with PeakMemory() as peak:
+        history = clf.fit(splits.train, splits.validation, **_fit_settings(config))
     fit_seconds = time.perf_counter() - started
     final = {split: clf.evaluate(getattr(splits, split)) for split in config.eval.splits
              if getattr(splits, split) is not None}
     for split, scores in final.items():
         logger.info("%s: %s", split, ", ".join(f"{k}={v:.4f}" for k, v in scores.items() if isinstance(v, float)))
-    return RunResult(config, final, history, fit_seconds, clf.parameter_summary(), clf)
+    return RunResult(config, final, history, fit_seconds, clf.parameter_summary(), clf, peak.megabytes, peak.kind)
 
 
 def write_run(path: Path, result: RunResult, *, save_model: bool, splits: Splits | None = None) -> RunResult:
@@ -114,6 +124,8 @@ def run_metrics(result: RunResult) -> dict[str, Any]:
     return {"final": result.metrics, "metric": history.metric_name, "best_epoch": history.best_epoch,
             "best_metric": history.best_metric, "stopped_early": history.stopped_early,
             "train_seconds": history.train_seconds, "fit_seconds": result.fit_seconds,
+            "train_samples_per_second": result.train_samples_per_second,
+            "peak_memory_mb": result.peak_memory_mb, "memory_kind": result.memory_kind,
             "parameters": result.parameters, "epochs": history.epochs}
 
 

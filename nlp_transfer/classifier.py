@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -18,7 +19,7 @@ from torch.utils.data import DataLoader, Dataset
 from .config import DataConfig, TrainingConfig, build, resolve_training
 from .engine import TrainingHistory, make_accelerator, run_inference, train_loop
 from .errors import ConfigError, DataError, NLPTransferError, did_you_mean
-from .features import FeatureDataset, encode_features
+from .features import FeatureCache, FeatureDataset, default_cache_dir, encode_features
 from .data import FeatureCollator, LengthGroupedBatchSampler, SortedBatchSampler
 from .heads import ClassificationHead, HeadConfig
 from .model import TransferModel
@@ -245,11 +246,32 @@ class Classifier:
         return score
 
     def _cached(self, train_set: Dataset, eval_set: Dataset | None, collate, settings: TrainingConfig, accelerator):
-        """With a frozen backbone, run it once and train the head on the stored features."""
-        encode = lambda dataset: encode_features(self.model.backbone, self._eval_loader(dataset, settings.eval_batch_size, collate), accelerator)  # noqa: E731
-        cached_train = FeatureDataset(encode(train_set), train_set.targets, train_set.lengths)
-        cached_eval = FeatureDataset(encode(eval_set), eval_set.targets, eval_set.lengths) if eval_set is not None else None
+        """With a frozen backbone, run it once (or load its output from disk) and train the head on the features."""
+        disk = self._feature_cache(settings)
+        sets = [train_set] if eval_set is None else [train_set, eval_set]
+        found = [disk.load(dataset) if disk is not None else None for dataset in sets]
+        accelerator.wait_for_everyone()  # every process decides hit or miss before anyone writes
+        features = []
+        for dataset, hit in zip(sets, found):
+            if hit is None:
+                hit = encode_features(self.model.backbone, self._eval_loader(dataset, settings.eval_batch_size, collate),
+                                      accelerator)
+                if disk is not None and accelerator.is_main_process:
+                    disk.store(dataset, hit)
+            features.append(hit)
+        accelerator.wait_for_everyone()
+        cached_train = FeatureDataset(features[0], train_set.targets, train_set.lengths)
+        cached_eval = FeatureDataset(features[1], eval_set.targets, eval_set.lengths) if eval_set is not None else None
         return cached_train, cached_eval, FeatureCollator()
+
+    def _feature_cache(self, settings: TrainingConfig) -> FeatureCache | None:
+        if settings.feature_cache_dir == "memory":
+            return None
+        backbone = self.model.backbone
+        key_settings = {"backbone": type(backbone).__name__, "pooling": getattr(backbone, "pooling", None),
+                        "pool_layers": getattr(backbone, "pool_layers", None), "precision": settings.mixed_precision}
+        folder = Path(settings.feature_cache_dir) if settings.feature_cache_dir else default_cache_dir()
+        return FeatureCache(folder, backbone, key_settings)
 
     @staticmethod
     def _eval_loader(dataset: Dataset, batch_size: int, collate) -> DataLoader:

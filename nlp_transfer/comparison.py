@@ -24,6 +24,7 @@ from typing import Any
 from .api import RunResult, as_config, fit_run, write_run
 from .config import STRATEGY_OPTIONS
 from .errors import ConfigError, did_you_mean
+from .report import plot_comparison
 from .run_config import RunConfig, resolve
 
 __all__ = ["compare", "Comparison", "StrategyScore", "SCRATCH", "DEFAULT_STRATEGIES"]
@@ -44,6 +45,8 @@ class StrategyScore:
     strategy: str
     metrics: dict[str, Any]
     fit_seconds: float
+    samples_per_second: float
+    peak_memory_mb: float
     trainable_parameters: int
     total_parameters: int
     epochs: int
@@ -62,22 +65,29 @@ class Comparison:
     metric: str
     rows: list[StrategyScore]
     best: str
+    memory_kind: str = "rss"
+    title: str = ""
     path: Path | None = None
 
     def table(self) -> str:
         """A plain-text table, one row per strategy, the control marked."""
-        header = f"{'strategy':<22}{'accuracy':>9}{'macro-F1':>10}{'fit time':>10}  {'trainable parameters':<24}"
+        header = (f"{'strategy':<22}{'accuracy':>9}{'macro-F1':>10}{'fit time':>10}{'samples/s':>11}"
+                  f"{'peak mem':>10}  {'trainable parameters':<24}")
         lines = [f"Scored on the {self.split} split:", header, "-" * len(header)]
         for row in self.rows:
             name = row.strategy + (" (control)" if row.is_control else "") + (" *" if row.strategy == self.best else "")
             share = 100.0 * row.trainable_parameters / max(row.total_parameters, 1)
             lines.append(f"{name:<22}{_cell(row.metrics.get('accuracy')):>9}{_cell(row.metrics.get('f1_macro')):>10}"
-                         f"{row.fit_seconds:>9.1f}s  {row.trainable_parameters:>12,} ({share:5.1f}%)")
-        lines.append(f"* best by {self.metric}; the control is the same architecture trained from random weights.")
+                         f"{row.fit_seconds:>9.1f}s{row.samples_per_second:>11.1f}{row.peak_memory_mb:>8.0f}MB"
+                         f"  {row.trainable_parameters:>12,} ({share:5.1f}%)")
+        lines.append(f"* best by {self.metric}. Fit time and samples/s cover the whole fit (encoding, evaluation); "
+                     f"peak mem is {self.memory_kind} during the fit.")
+        lines.append("The control is the same architecture trained from random weights.")
         return "\n".join(lines)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"split": self.split, "metric": self.metric, "best": self.best,
+        return {"title": self.title, "split": self.split, "metric": self.metric, "best": self.best,
+                "memory": self.memory_kind,
                 "strategies": [dataclasses.asdict(row) | {"control": row.is_control} for row in self.rows]}
 
 
@@ -114,10 +124,11 @@ def compare(config: RunConfig | str | Path, strategies: Sequence[str] = DEFAULT_
             del result
             gc.collect()
         write_run(folder / best[0], best[1], save_model=best[1].config.output.save_model)
-        comparison = Comparison(split, metric, rows, best[0])
+        comparison = Comparison(split, metric, rows, best[0], best[1].memory_kind, _title(base, splits))
         if process_state().is_main_process:
             write_json(folder / "compare.json", comparison.to_dict())
             (folder / "compare.md").write_text("```\n" + comparison.table() + "\n```\n", encoding="utf-8")
+            plot_comparison(comparison, folder / "compare.png")
     return dataclasses.replace(comparison, path=out)
 
 
@@ -135,6 +146,18 @@ def variant(base: RunConfig, strategy: str, run_name: str, folder: Path) -> RunC
         base, model=model, train=train, strategy=dataclasses.replace(base.strategy, name=strategy),
         run=dataclasses.replace(base.run, name=run_name),
         output=dataclasses.replace(base.output, dir=str(folder), overwrite=False)))
+
+
+def _title(config: RunConfig, splits) -> str:
+    from .data import read_table
+
+    model = config.model.name_or_path.rstrip("/").rsplit("/", 1)[-1]
+    data = config.data.dataset or Path(str(config.data.train)).stem
+    try:
+        size = f", {len(next(iter(read_table(splits.train, 'train').values())))} training examples"
+    except Exception:  # the title is decoration; never fail a finished comparison over it
+        size = ""
+    return f"{model} on {data}{size}"
 
 
 def _check_names(strategies: Sequence[str]) -> None:
@@ -159,7 +182,8 @@ def _report_split(result: RunResult) -> tuple[str, dict[str, Any]]:
 
 def _score(strategy: str, result: RunResult, scores: dict[str, Any]) -> StrategyScore:
     return StrategyScore(strategy, {k: v for k, v in scores.items() if isinstance(v, (int, float))},
-                         result.fit_seconds, result.parameters["trainable"], result.parameters["total"],
+                         result.fit_seconds, result.train_samples_per_second, result.peak_memory_mb,
+                         result.parameters["trainable"], result.parameters["total"],
                          result.config.train.epochs, result.config.train.learning_rate)
 
 

@@ -66,6 +66,8 @@ class TrainingConfig:
     logging_steps: int = _f(50, "Log loss and learning rate every this many optimizer steps.")
     group_by_length: bool = _f(True, "Build training batches of similar length (less padding), shuffled across batches.")
     cache_features: bool = _f(True, "With a frozen encoder, encode the data once and train the head on cached features.")
+    feature_cache_dir: str | None = _f(None, "Where cached features are kept for later runs (keyed by weights, pooling, precision "
+                                             "and token ids); default ~/.cache/nlp_transfer/features; 'memory' keeps them in memory only.")
     extra_metrics: list[str] = _f([], "Further `evaluate` metric names (need the Hub, so online only).")
     cpu: bool = _f(False, "Train on the CPU even when a GPU is present.")
 

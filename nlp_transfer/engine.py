@@ -48,7 +48,9 @@ def make_accelerator(settings: TrainingConfig):
     from accelerate import Accelerator
     from accelerate.state import AcceleratorState, PartialState
 
-    kwargs = dict(mixed_precision=settings.mixed_precision, cpu=settings.cpu or _no_gpu(),
+    on_cpu = settings.cpu or _no_gpu()
+    check_precision(settings.mixed_precision, on_cpu)
+    kwargs = dict(mixed_precision=settings.mixed_precision, cpu=on_cpu,
                   gradient_accumulation_steps=settings.gradient_accumulation_steps)
     try:
         return Accelerator(**kwargs)
@@ -59,6 +61,26 @@ def make_accelerator(settings: TrainingConfig):
             raise
         AcceleratorState._reset_state()
         return Accelerator(**kwargs)
+
+
+def check_precision(precision: str, on_cpu: bool) -> None:
+    """Refuse a precision the device cannot run; warn where it runs but slowly."""
+    from .errors import ConfigError
+
+    if precision == "fp16" and on_cpu:
+        raise ConfigError("mixed_precision='fp16' needs a GPU (its loss scaling is CUDA's); on a CPU use 'bf16' "
+                          "(same speed-up where the CPU supports it, no loss scaling needed) or 'no'.")
+    if precision == "bf16" and not on_cpu and not torch.cuda.is_bf16_supported():
+        raise ConfigError(f"mixed_precision='bf16': this GPU ({torch.cuda.get_device_name()}) has no bf16; use 'fp16'.")
+    if precision == "bf16" and on_cpu and not _cpu_has_bf16():
+        logger.warning("This CPU has no native bf16 instructions; bf16 autocast will run, but slower than fp32.")
+
+
+def _cpu_has_bf16() -> bool:
+    try:
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):  # private API: when it is gone, assume support
+        return True
 
 
 def process_state():

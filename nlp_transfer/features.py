@@ -3,19 +3,35 @@
 A frozen backbone in eval mode is a fixed function, so its pooled output for an example never
 changes between epochs. Running it once (no grad, batches sorted by length) and training the head
 on the stored vectors gives the same result as running it every epoch, at the cost of one pass.
+
+Features are also kept on disk, under a key made of what determines them: the backbone's weights
+(a hash of every tensor), its pooling, the autocast precision, and the token ids of the data (which
+stand for the text, the tokenizer and max_length together). A second run, or a second head on the
+same data, loads them instead of encoding again; any change to the key is a different file.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
+import logging
+import os
+import tempfile
+from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
 from .engine import run_inference
 
-__all__ = ["FeatureDataset", "encode_features"]
+__all__ = ["FeatureDataset", "encode_features", "FeatureCache", "default_cache_dir"]
+
+logger = logging.getLogger(__name__)
+
+_FORMAT = 1  # bump when the stored layout or the meaning of the key changes
 
 
 def encode_features(backbone: nn.Module, loader: DataLoader, accelerator) -> torch.Tensor:
@@ -51,3 +67,82 @@ class FeatureDataset(Dataset):
         if self.targets is not None:
             item["labels"] = self.targets[index]
         return item
+
+
+def default_cache_dir() -> Path:
+    """~/.cache/nlp_transfer/features (or under $XDG_CACHE_HOME, or $NLP_TRANSFER_CACHE)."""
+    if os.environ.get("NLP_TRANSFER_CACHE"):
+        return Path(os.environ["NLP_TRANSFER_CACHE"]) / "features"
+    return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "nlp_transfer" / "features"
+
+
+class FeatureCache:
+    """Pooled features on disk, one safetensors file per (backbone state, settings, data) key."""
+
+    def __init__(self, folder: Path, backbone: nn.Module, settings: dict[str, Any]) -> None:
+        self.folder = Path(folder)
+        self._prefix = hashlib.sha256()
+        self._prefix.update(json.dumps({"format": _FORMAT, **settings}, sort_keys=True).encode())
+        self._prefix.update(weights_fingerprint(backbone).encode())
+
+    def key(self, dataset: Dataset) -> str:
+        digest = self._prefix.copy()
+        digest.update(data_fingerprint(dataset).encode())
+        return digest.hexdigest()[:40]
+
+    def load(self, dataset: Dataset) -> torch.Tensor | None:
+        path = self.folder / f"{self.key(dataset)}.safetensors"
+        if not path.is_file():
+            return None
+        from safetensors import SafetensorError
+        from safetensors.torch import load_file
+
+        try:
+            features = load_file(str(path))["features"]
+        except (SafetensorError, OSError, KeyError) as error:  # a damaged entry is a miss, not a failure
+            logger.warning("Ignoring the damaged feature cache file %s (%s); encoding again.", path, error)
+            return None
+        if len(features) != len(dataset):
+            return None
+        logger.info("Reusing cached features of %d examples from %s", len(features), path)
+        return features
+
+    def store(self, dataset: Dataset, features: torch.Tensor) -> None:
+        from safetensors.torch import save_file
+
+        self.folder.mkdir(parents=True, exist_ok=True)
+        target = self.folder / f"{self.key(dataset)}.safetensors"
+        handle, temporary = tempfile.mkstemp(prefix=".tmp-", suffix=".safetensors", dir=self.folder)
+        os.close(handle)
+        try:
+            save_file({"features": features.contiguous()}, temporary)
+            os.replace(temporary, target)  # readers never see a half-written file
+        except OSError as error:
+            logger.warning("Could not write the feature cache %s (%s); continuing without it.", target, error)
+        finally:
+            if os.path.exists(temporary):
+                os.remove(temporary)
+
+
+def weights_fingerprint(module: nn.Module) -> str:
+    """A hash of every tensor in the module's state (names, shapes, dtypes and values)."""
+    digest = hashlib.sha256()
+    for name, tensor in module.state_dict().items():
+        value = tensor.detach().cpu().contiguous().reshape(-1)
+        digest.update(f"{name}:{tuple(tensor.shape)}:{value.dtype}".encode())
+        digest.update(value.view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()
+
+
+def data_fingerprint(dataset: Dataset) -> str:
+    """A hash of the model inputs of every example (token ids, masks, type ids), in order."""
+    digest = hashlib.sha256()
+    encodings = getattr(dataset, "encodings", None)
+    if encodings is None:
+        raise TypeError(f"cannot fingerprint a {type(dataset).__name__}: it has no encodings")
+    for key in sorted(encodings):
+        digest.update(key.encode())
+        rows = encodings[key]
+        digest.update(np.asarray([len(row) for row in rows], dtype=np.int64).tobytes())
+        digest.update(np.fromiter((v for row in rows for v in row), dtype=np.int64).tobytes())
+    return digest.hexdigest()

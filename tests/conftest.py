@@ -139,6 +139,18 @@ TASK_DATA = {
 
 
 @pytest.fixture(scope="session", autouse=True)
+def _private_feature_cache(tmp_path_factory):
+    """Cached features go to a folder of this session, not the user's ~/.cache."""
+    previous = os.environ.get("NLP_TRANSFER_CACHE")
+    os.environ["NLP_TRANSFER_CACHE"] = str(tmp_path_factory.mktemp("cache"))
+    yield
+    if previous is None:
+        os.environ.pop("NLP_TRANSFER_CACHE", None)
+    else:
+        os.environ["NLP_TRANSFER_CACHE"] = previous
+
+
+@pytest.fixture(scope="session", autouse=True)
 def _one_torch_thread():
     """Tiny models run fastest on one thread; two threads on two busy cores wait on each other."""
     import torch

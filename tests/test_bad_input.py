@@ -506,3 +506,11 @@ def test_pair_training_data_with_single_text_eval_data(bert, no_training):
         clf.fit(pair_rows(16), evaluation, epochs=1)
     assert "eval_data" in str(error.value) and "'text_pair'" in str(error.value)
     assert clf.uses_text_pair is False  # a failed fit changes nothing
+
+
+def test_fp16_on_a_cpu_is_refused_before_training(bert):
+    if __import__("torch").cuda.is_available():
+        pytest.skip("a GPU is present: fp16 is valid there")
+    clf = TextClassifier.from_pretrained(bert, labels=["neg", "pos"])
+    with pytest.raises(ConfigError, match="fp16.*needs a GPU.*bf16"):
+        clf.fit(sentiment_rows(8), mixed_precision="fp16")

@@ -26,13 +26,17 @@ def _write_jsonl(path: Path, rows: list[dict]) -> Path:
     return path
 
 
-@pytest.fixture
-def data(tmp_path) -> dict[str, Path]:
-    folder = tmp_path / "data"
+def _write_data(folder: Path) -> dict[str, Path]:
+    """The toy sentiment task as three JSONL files (odd sizes, so process shards are uneven)."""
     folder.mkdir()
     return {"train": _write_jsonl(folder / "train.jsonl", sentiment_rows(64)),
             "validation": _write_jsonl(folder / "validation.jsonl", sentiment_rows(21, seed=1)),
             "test": _write_jsonl(folder / "test.jsonl", sentiment_rows(23, seed=2))}
+
+
+@pytest.fixture
+def data(tmp_path) -> dict[str, Path]:
+    return _write_data(tmp_path / "data")
 
 
 def _overrides(model: Path, data: dict[str, Path], out: Path, *extra: str) -> list[str]:
@@ -43,11 +47,7 @@ def _overrides(model: Path, data: dict[str, Path], out: Path, *extra: str) -> li
 def trained_run(model_dirs, tmp_path_factory):
     """One tiny run through `nlp-transfer train`, shared by the read-only tests below."""
     root = tmp_path_factory.mktemp("run")
-    folder = root / "data"
-    folder.mkdir()
-    data = {"train": _write_jsonl(folder / "train.jsonl", sentiment_rows(64)),
-            "validation": _write_jsonl(folder / "validation.jsonl", sentiment_rows(21, seed=1)),
-            "test": _write_jsonl(folder / "test.jsonl", sentiment_rows(23, seed=2))}
+    data = _write_data(root / "data")
     out = root / "run"
     assert main(["train", str(TINY), *_overrides(model_dirs["bert"], data, out)]) == 0
     return out, data
@@ -229,6 +229,10 @@ def test_compare_writes_a_table_and_keeps_the_best_model(model_dirs, data, tmp_p
     assert [p.name for p in out.iterdir() if (p / "model").exists()] == [best]  # only the best keeps weights
     for name in ("feature_extraction", "lora", "scratch"):
         assert {"config.yaml", "metrics.json", "environment.json"} <= {p.name for p in (out / name).iterdir()}
+    for row in summary["strategies"]:
+        assert row["samples_per_second"] > 0 and row["peak_memory_mb"] > 10 and row["fit_seconds"] > 0
+    assert (out / "compare.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "samples/s" in (out / "compare.md").read_text()
     scratch = load_config(out / "scratch" / "config.yaml")
     assert scratch.model.random_init and scratch.strategy.name == "full" and scratch.output.dir == str(out / "scratch")
 

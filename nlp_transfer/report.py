@@ -1,0 +1,94 @@
+"""The comparison chart: accuracy against training time, one point per strategy, the control marked.
+
+The question it answers at a glance: how much accuracy does each strategy buy, at what cost, and how
+far above training from scratch is each? Points further up and to the left are better; the dashed
+line is the from-scratch control, so the height above it is what pretraining contributed.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from .comparison import Comparison
+
+__all__ = ["plot_comparison"]
+
+logger = logging.getLogger(__name__)
+
+_COLOURS = {"feature_extraction": "#1b9e77", "partial": "#7570b3", "lora": "#d95f02", "full": "#e7298a",
+            "scratch": "#666666"}
+
+
+def plot_comparison(comparison: Comparison, path: Path) -> Path | None:
+    """Write the chart as a PNG; returns its path (None when matplotlib is missing)."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")  # files only: no display needed, none opened
+        import matplotlib.pyplot as plt
+    except ImportError:
+        logger.warning("matplotlib is not installed, so no compare.png (pip install matplotlib).")
+        return None
+
+    metric = "accuracy" if all("accuracy" in row.metrics for row in comparison.rows) else comparison.metric
+    rows = [row for row in comparison.rows if metric in row.metrics]
+    fig, ax = plt.subplots(figsize=(8, 5.2), dpi=150)
+    control = next((row for row in rows if row.is_control), None)
+    if control is not None:
+        ax.axhline(control.metrics[metric], color=_COLOURS["scratch"], linestyle="--", linewidth=1, zorder=1)
+    largest = max((row.trainable_parameters for row in rows), default=1) or 1
+    for row in rows:
+        size = 60 + 440 * (row.trainable_parameters / largest) ** 0.5  # area grows with what trains
+        marker = "X" if row.is_control else ("*" if row.strategy == comparison.best else "o")
+        ax.scatter(max(row.fit_seconds, 1e-3), row.metrics[metric], s=size * (1.6 if marker == "*" else 1), marker=marker,
+                   color=_COLOURS.get(row.strategy, "#333333"), edgecolor="black", linewidth=0.6, zorder=3)
+    times = [row.fit_seconds for row in rows if row.fit_seconds > 0]
+    if times and max(times) / min(times) > 20:
+        ax.set_xscale("log")
+    ax.set_xlabel("training time (s, whole fit)")
+    ax.set_ylabel(f"{metric} on the {comparison.split} split")
+    ax.yaxis.set_major_formatter(plt.FuncFormatter(lambda v, _: f"{v:.0%}"))
+    ax.grid(True, alpha=0.3)
+    ax.margins(x=0.3, y=0.15)
+    _label_points(ax, rows, metric)
+    subtitle = comparison.title
+    best = next((row for row in rows if row.strategy == comparison.best), None)
+    if control is not None and best is not None and not best.is_control:
+        gain = 100 * (best.metrics[metric] - control.metrics[metric])
+        subtitle += f"\nthe best, {best.strategy}, is {gain:+.1f} points above training from scratch"
+    ax.set_title(f"Which strategy for this data?\n{subtitle}", fontsize=10)
+    fig.text(0.01, 0.01, "point area ~ trainable parameters   ★ best   ✕ from-scratch control (random init), dashed line",
+             fontsize=7, color="#555555")
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return path
+
+
+def _label_points(ax, rows, metric: str) -> None:
+    """Two-line labels beside each point, moved to another side where they would overlap."""
+    ax.figure.canvas.draw()  # fixes the axes limits, so data -> pixel positions are final
+    placed: list[tuple[float, float, float, float]] = []
+    candidates = [(8, 4, "left", "bottom"), (8, -4, "left", "top"), (-8, 4, "right", "bottom"), (-8, -4, "right", "top")]
+    for row in sorted(rows, key=lambda r: -r.metrics[metric]):
+        x, y = max(row.fit_seconds, 1e-3), row.metrics[metric]
+        share = 100.0 * row.trainable_parameters / max(row.total_parameters, 1)
+        name = row.strategy + (" (control)" if row.is_control else "")
+        text = f"{name}\n{y:.1%} · {row.fit_seconds:.0f}s · {share:.1f}% trained"
+        px, py = ax.transData.transform((x, y))
+        width, height = 5.2 * max(len(line) for line in text.splitlines()) * 150 / 72 * 0.8, 24 * 150 / 72
+        for dx, dy, ha, va in candidates:
+            left = px + dx * 150 / 72 - (width if ha == "right" else 0)
+            bottom = py + dy * 150 / 72 - (height if va == "top" else 0)
+            box = (left, bottom, left + width, bottom + height)
+            if not any(_overlap(box, other) for other in placed):
+                break
+        placed.append(box)
+        ax.annotate(text, (x, y), textcoords="offset points", xytext=(dx, dy), ha=ha, va=va, fontsize=8)
+
+
+def _overlap(a: tuple[float, float, float, float], b: tuple[float, float, float, float]) -> bool:
+    return a[0] < b[2] and b[0] < a[2] and a[1] < b[3] and b[1] < a[3]
