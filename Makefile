@@ -34,7 +34,7 @@ quickstart: install
 	HF_HUB_OFFLINE=1 HF_EVALUATE_OFFLINE=1 $(BIN)/python scripts/quickstart.py --data $(SST2)
 
 bench: install
-	HF_HUB_OFFLINE=1 HF_EVALUATE_OFFLINE=1 $(BIN)/python bench/sst2_defaults.py --data $(SST2)
+	HF_HUB_OFFLINE=1 HF_EVALUATE_OFFLINE=1 $(BIN)/python bench/hf_vs_nlp_transfer.py
 
 clean:
 	rm -rf $(VENV) runs

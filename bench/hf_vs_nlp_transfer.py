@@ -145,8 +145,9 @@ def _hf_trainer(strategy: str, style: str) -> dict:
     samples = RUNGLUE_STEPS * BATCH if style == "runglue" else len(train) * epochs
     result = {"train_seconds": seconds, "samples": samples, "epochs": epochs if style != "runglue" else samples / len(train)}
     if style == "tuned":  # run_glue-style runs stop after a few steps: their accuracy means nothing
-        logits = trainer.predict(dev).predictions
-        result["dev_accuracy"] = float((np.argmax(logits, axis=-1) == np.array(dev["label"])).mean())
+        # predictions come back with their own label_ids: with group_by_length the Trainer may reorder them
+        output = trainer.predict(dev)
+        result["dev_accuracy"] = float((np.argmax(output.predictions, axis=-1) == output.label_ids).mean())
     lengths = _token_lengths([r["text"] for r in _rows("train")])
     forward = _forward_flops(lengths) / len(lengths) * samples
     result["flops"] = forward * {"full": 3, "lora": 2, "frozen": 1}[strategy]

@@ -117,13 +117,13 @@ def compare(config: RunConfig | str | Path, strategies: Sequence[str] = DEFAULT_
             rows.append(_score(strategy, result, scores))
             if best is None or _better(scores[metric], best[2], higher):
                 if best is not None:  # the previous best loses its place: write it without its model
-                    write_run(folder / best[0], best[1], save_model=False)
+                    write_run(folder / best[0], best[1], save_model=False, splits=splits)
                 best = (strategy, result, scores[metric])
             else:
-                write_run(folder / strategy, result, save_model=False)
+                write_run(folder / strategy, result, save_model=False, splits=splits)
             del result
             gc.collect()
-        write_run(folder / best[0], best[1], save_model=best[1].config.output.save_model)
+        write_run(folder / best[0], best[1], save_model=best[1].config.output.save_model, splits=splits)
         comparison = Comparison(split, metric, rows, best[0], best[1].memory_kind, _title(base, splits))
         if process_state().is_main_process:
             write_json(folder / "compare.json", comparison.to_dict())
