@@ -23,7 +23,7 @@ from .memory import PeakMemory
 from .run_config import RunConfig, dump_config, load_config, resolve, with_overrides
 from .sources import Splits, load_splits
 
-__all__ = ["RunResult", "train", "fit_run", "write_run", "load_model", "evaluate", "predict", "as_config"]
+__all__ = ["RunResult", "train", "fit_run", "write_run", "push_run", "load_model", "evaluate", "predict", "as_config"]
 
 logger = logging.getLogger(__name__)
 
@@ -64,7 +64,13 @@ def train(config: RunConfig | str | Path, overrides: Sequence[str] = ()) -> RunR
     check_output_folder(Path(config.output.dir), config.output.overwrite)  # before any work
     splits = load_splits(config.data)
     result = fit_run(config, splits)
-    return write_run(Path(config.output.dir), result, save_model=config.output.save_model, splits=splits)
+    result = write_run(Path(config.output.dir), result, save_model=config.output.save_model, splits=splits)
+    if config.output.push_to_hub:  # after the local save: a failed push loses nothing
+        from .engine import process_state
+
+        if process_state().is_main_process:
+            push_run(result.path, config.output.hub_model_id, private=config.output.hub_private)
+    return result
 
 
 def fit_run(config: RunConfig, splits: Splits) -> RunResult:
@@ -108,9 +114,9 @@ def write_run(path: Path, result: RunResult, *, save_model: bool, splits: Splits
             write_json(folder / "metrics.json", run_metrics(result))
             write_jsonl(folder / "history.jsonl", result.history.steps)
             write_json(folder / "environment.json", env)
-            if save_model:
-                layout = read_metadata(folder / "model").layout
-                card = model_card(config, clf.labels, result.metrics, env, layout)
+            if save_model:  # the card the model was saved with, now with the run's results and settings
+                card = model_card(read_metadata(folder / "model"), title=config.run.name, results=result.metrics,
+                                  dataset=config.data.dataset, dataset_config=config.data.dataset_config, environment=env)
                 (folder / "README.md").write_text(card, encoding="utf-8")
                 (folder / "model" / "README.md").write_text(card, encoding="utf-8")
         if config.eval.save_predictions and splits is not None:
@@ -127,6 +133,44 @@ def run_metrics(result: RunResult) -> dict[str, Any]:
             "train_samples_per_second": result.train_samples_per_second,
             "peak_memory_mb": result.peak_memory_mb, "memory_kind": result.memory_kind,
             "parameters": result.parameters, "epochs": history.epochs}
+
+
+def push_run(run_or_model: str | Path, repo_id: str, *, private: bool = False, token: str | None = None,
+             merge_lora: bool = False, commit_message: str | None = None) -> str:
+    """Push a run's model with the run's card (results per split, settings, environment); returns the URL.
+
+    ``merge_lora=True`` pushes LoRA merged into plain encoder weights instead of the adapter.
+    """
+    import json
+    import shutil
+    import tempfile
+
+    from .card import model_card
+    from .hub import push_folder, warn_if_base_is_local
+    from .runs import find_model_folder
+    from .saving import read_metadata
+
+    model_folder = find_model_folder(run_or_model)
+    run = model_folder.parent if (model_folder.parent / "config.yaml").is_file() else None
+    with tempfile.TemporaryDirectory() as tmp:
+        staged = Path(tmp) / "model"
+        if merge_lora:
+            load_model(model_folder).save(staged, merge_lora=True)
+        else:
+            shutil.copytree(model_folder, staged)
+        meta = read_metadata(staged)
+        warn_if_base_is_local(meta)
+        extra: dict[str, Any] = {}
+        if run is not None:
+            config = load_config(run / "config.yaml")
+            metrics = json.loads((run / "metrics.json").read_text(encoding="utf-8")) if (run / "metrics.json").is_file() else {}
+            env_file = run / "environment.json"
+            extra = {"title": config.run.name, "results": metrics.get("final"), "dataset": config.data.dataset,
+                     "dataset_config": config.data.dataset_config,
+                     "environment": json.loads(env_file.read_text(encoding="utf-8")) if env_file.is_file() else None}
+        (staged / "README.md").write_text(model_card(meta, repo_id=repo_id, **extra), encoding="utf-8")
+        hint = f"The run is unchanged in {run_or_model}; push it later with: nlp-transfer push {run_or_model} --repo-id {repo_id}"
+        return push_folder(staged, repo_id, private=private, token=token, commit_message=commit_message, retry_hint=hint)
 
 
 def load_model(run_or_model: str | Path):

@@ -1,7 +1,9 @@
-"""The model card (README.md) written with every run: what the model is, how well it did, how to use it.
+"""The model card (README.md) of every saved model: what it is, how well it did, how to use it.
 
-The YAML header is built by `huggingface_hub.ModelCardData`, so the Hub reads it as it reads any
-model card (base model, pipeline, tags, datasets).
+Built from the model's own metadata (`nlp_transfer.json`), so a folder saved from Python, a run
+folder and a Hub push all carry the same card; a run adds its title, per-split results, dataset
+and environment. The YAML header comes from `huggingface_hub.ModelCardData`, so the Hub reads it
+as any model card (base model, pipeline, tags, datasets, license, model-index results).
 """
 
 from __future__ import annotations
@@ -9,7 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from .run_config import RunConfig
+from .saving import ModelMetadata
 
 __all__ = ["model_card"]
 
@@ -19,86 +21,99 @@ _STRATEGY_WORDS = {
     "full": "every weight trained",
     "lora": "LoRA adapters (r={r}, alpha={lora_alpha}) trained in the encoder, with a new head; the base weights frozen",
 }
-_PIPELINE = {"single_label": "text-classification", "multi_label": "text-classification", "regression": "text-classification"}
 _SHOWN_METRICS = ("accuracy", "f1_macro", "f1_micro", "matthews_correlation", "pearsonr", "spearmanr", "mse", "loss")
+_TRAINING_ROWS = (("epochs", "epochs"), ("batch_size", "batch size (per device)"), ("learning_rate", "learning rate (encoder)"),
+                  ("head_learning_rate", "learning rate (head)"), ("scheduler", "schedule"), ("warmup_ratio", "warmup"),
+                  ("weight_decay", "weight decay"), ("mixed_precision", "precision"), ("seed", "seed"))
 
 
-def model_card(config: RunConfig, labels: list[Any] | None, final: dict[str, dict[str, Any]],
-               environment: dict[str, Any], layout: str) -> str:
-    """Markdown with a Hub-readable YAML header, for the run folder (and for a later push)."""
-    from huggingface_hub import ModelCardData
-
-    from . import __version__
-
-    model, strategy = config.model, config.strategy
-    base = None if model.random_init or _is_local(model.name_or_path) else model.name_or_path
-    hub_dataset = config.data.dataset if config.data.dataset and "/" in config.data.dataset else None
-    header = ModelCardData(
-        library_name="nlp-transfer", base_model=base, pipeline_tag=_PIPELINE[model.task],
-        tags=["nlp-transfer", f"strategy-{strategy.name}", model.task.replace("_", "-")],
-        datasets=[hub_dataset] if hub_dataset else None,
-    ).to_yaml()
-    origin = "randomly initialised weights (trained from scratch)" if model.random_init else f"`{model.name_or_path}`"
-    how = _STRATEGY_WORDS[strategy.name].format(**strategy.options())
-    lines = [
-        "---", header, "---", "",
-        f"# {config.run.name}", "",
-        f"A {model.task.replace('_', '-')} text classifier trained with "
-        f"nlp_transfer {__version__} from {origin}, strategy **{strategy.name}**: {how}.",
-        "", f"Data: {_data_words(config)}.", "",
-    ]
-    if labels:
-        lines += ["## Labels", "", ", ".join(f"`{label}`" for label in labels), ""]
-    lines += _results(final)
-    lines += _training(config, environment)
-    lines += _usage(config, layout)
+def model_card(meta: ModelMetadata, *, title: str | None = None, repo_id: str | None = None,
+               results: dict[str, dict[str, Any]] | None = None, dataset: str | None = None,
+               dataset_config: str | None = None, environment: dict[str, Any] | None = None,
+               license: str | None = None) -> str:
+    """Markdown with a Hub-readable YAML header. `results` maps split -> metrics (default: the
+    evaluation kept with the model); `repo_id` makes the usage snippets load from the Hub."""
+    title = title or (repo_id.rsplit("/", 1)[-1] if repo_id else "nlp_transfer text classifier")
+    results = results if results is not None else ({"validation": meta.metrics} if meta.metrics else {})
+    strategy = meta.strategy
+    scratch = bool(strategy.get("random_init"))
+    base = None if scratch or _is_local(meta.base_model) else meta.base_model
+    lines = ["---", _header(meta, title, base, results, dataset, dataset_config, license), "---", "", f"# {title}", ""]
+    origin = "randomly initialised weights (trained from scratch)" if scratch else f"`{meta.base_model}`"
+    how = _STRATEGY_WORDS[strategy["name"]].format(**(strategy.get("options") or {}))
+    lines += [f"A {meta.task.replace('_', '-')} text classifier trained with nlp_transfer {meta.library_version} "
+              f"from {origin}, strategy **{strategy['name']}**: {how}{' (merged into the encoder weights)' if strategy.get('merged') else ''}."]
+    if meta.parameters:
+        share = 100.0 * meta.parameters["trainable"] / max(meta.parameters["total"], 1)
+        lines.append(f"Trainable parameters: {meta.parameters['trainable']:,} of {meta.parameters['total']:,} ({share:.2f}%).")
+    if dataset:
+        lines.append(f"Data: `{dataset}`{f' ({dataset_config})' if dataset_config else ''}.")
+    lines.append("")
+    if meta.labels:
+        lines += ["## Labels", "", ", ".join(f"`{label}`" for label in meta.labels), ""]
+    lines += _results(results) + _training(meta, environment) + _usage(meta, repo_id)
     return "\n".join(lines)
 
 
-def _results(final: dict[str, dict[str, Any]]) -> list[str]:
-    if not final:
+def _header(meta: ModelMetadata, title: str, base: str | None, results: dict[str, dict[str, Any]],
+            dataset: str | None, dataset_config: str | None, license: str | None) -> str:
+    from huggingface_hub import EvalResult, ModelCardData
+
+    hub_dataset = dataset if dataset and "/" in dataset else None
+    evals = [EvalResult(task_type="text-classification", dataset_type=hub_dataset or "custom",
+                        dataset_name=hub_dataset or dataset or "custom", dataset_config=dataset_config, dataset_split=split,
+                        metric_type=metric, metric_value=float(scores[metric]))
+             for split, scores in results.items() for metric in ("accuracy", "f1_macro", "pearsonr")
+             if isinstance(scores.get(metric), (int, float))]
+    tags = ["nlp-transfer", f"strategy-{meta.strategy['name']}", meta.task.replace("_", "-")]
+    if meta.layout == "adapter":
+        tags += ["peft", "lora"]
+    data = ModelCardData(library_name="nlp-transfer", base_model=base, pipeline_tag="text-classification", tags=tags,
+                         datasets=[hub_dataset] if hub_dataset else None, license=license,
+                         model_name=title if evals else None, eval_results=evals or None)
+    return data.to_yaml()
+
+
+def _results(results: dict[str, dict[str, Any]]) -> list[str]:
+    if not results:
         return []
-    names = [m for m in _SHOWN_METRICS if any(m in scores for scores in final.values())]
+    names = [m for m in _SHOWN_METRICS if any(m in scores for scores in results.values())]
     lines = ["## Results", "", "| split | " + " | ".join(names) + " |", "|---" * (len(names) + 1) + "|"]
-    for split, scores in final.items():
+    for split, scores in results.items():
         cells = [f"{scores[m]:.4f}" if isinstance(scores.get(m), (int, float)) else "" for m in names]
         lines.append(f"| {split} | " + " | ".join(cells) + " |")
     return [*lines, ""]
 
 
-def _training(config: RunConfig, env: dict[str, Any]) -> list[str]:
-    train = config.train
-    rows = {
-        "epochs": train.epochs, "batch size (per device)": train.batch_size,
-        "learning rate (encoder / head)": f"{train.learning_rate} / {train.head_learning_rate}",
-        "schedule": f"{train.scheduler}, warmup {train.warmup_ratio}", "weight decay": train.weight_decay,
-        "max length": config.data.max_length, "precision": train.mixed_precision, "seed": train.seed,
-        "processes": env.get("processes"), "device": env.get("device"),
-    }
-    lines = ["## Training", "", "| setting | value |", "|---|---|"]
-    lines += [f"| {key} | {value} |" for key, value in rows.items()]
-    return [*lines, "", "The full configuration is in `config.yaml` beside this card; "
-            "`nlp-transfer train config.yaml` repeats the run.", ""]
-
-
-def _usage(config: RunConfig, layout: str) -> list[str]:
-    lines = ["## Use", "", "```python", "from nlp_transfer import TextClassifier", "",
-             'clf = TextClassifier.load("path/to/model")', 'clf.predict(["an example text"])', "```", ""]
-    if layout == "transformers":
-        lines += ["The weights are in the architecture's own `*ForSequenceClassification` layout, so plain "
-                  "transformers loads them too:", "", "```python", "from transformers import pipeline", "",
-                  'pipeline("text-classification", model="path/to/model")', "```", ""]
-    elif layout == "adapter":
-        lines += ["The encoder is a peft LoRA adapter (`adapter/`) over the base model; the head is `head.safetensors`.", ""]
+def _training(meta: ModelMetadata, environment: dict[str, Any] | None) -> list[str]:
+    settings = meta.training or {}
+    rows = [(label, settings[key]) for key, label in _TRAINING_ROWS if key in settings]
+    rows += [("max length", meta.max_length), ("pooling", f"{meta.pooling} (top {meta.pool_layers} layer(s))"),
+             ("head", meta.head.get("kind"))]
+    if environment:
+        rows += [("processes", environment.get("processes")), ("device", environment.get("device")),
+                 ("torch / transformers", f"{environment['packages'].get('torch')} / {environment['packages'].get('transformers')}")]
+    lines = ["## Training", "", "| setting | value |", "|---|---|", *[f"| {k} | {v} |" for k, v in rows], ""]
+    if environment:
+        lines += ["The full configuration is in the run's `config.yaml`; `nlp-transfer train config.yaml` repeats the run.", ""]
     return lines
 
 
-def _data_words(config: RunConfig) -> str:
-    data = config.data
-    if data.dataset:
-        where = f"`{data.dataset}`" + (f" ({data.dataset_config})" if data.dataset_config else "")
-        return f"{where}, train split `{data.train}`"
-    return f"`{Path(data.train).name}`" if data.train else "given in Python"
+def _usage(meta: ModelMetadata, repo_id: str | None) -> list[str]:
+    where = repo_id or "path/to/model"
+    lines = ["## Use", "", "```python", "from nlp_transfer import TextClassifier", "",
+             f'clf = TextClassifier.from_pretrained("{where}")', 'clf.predict(["an example text"])', "```", ""]
+    if meta.layout == "transformers":
+        lines += ["The weights are in the architecture's own `*ForSequenceClassification` layout, so plain "
+                  "transformers loads them too:", "", "```python", "from transformers import pipeline", "",
+                  f'pipeline("text-classification", model="{where}")', "```", ""]
+    elif meta.layout == "adapter":
+        lines += [f"`adapter/` is a peft LoRA adapter for the encoder `{meta.base_model}` and `head.safetensors` is the "
+                  "classification head, so nlp_transfer (or peft plus the head) is needed to use it; "
+                  "save or push with `merge_lora=True` for weights that need neither.", ""]
+    else:
+        lines += ["`encoder/` is a plain transformers encoder folder (`AutoModel`); `head.safetensors` is the head.", ""]
+    return lines
 
 
 def _is_local(name_or_path: str) -> bool:

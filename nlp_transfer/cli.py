@@ -6,6 +6,7 @@
     nlp-transfer predict runs/minilm-intents-lora --text "my parcel never arrived"
     nlp-transfer compare configs/offline/minilm-intents-full.yaml --strategies feature_extraction,lora,scratch
     nlp-transfer show-config configs/offline/minilm-intents-lora.yaml strategy.lora.r=16
+    nlp-transfer push runs/minilm-intents-lora --repo-id me/support-intents
     accelerate launch --multi_gpu --num_processes 2 scripts/train.py configs/offline/minilm-intents-lora.yaml
 
 Only argparse, YAML and the config tree load before a command runs, so ``--help`` and config
@@ -43,6 +44,11 @@ _EXAMPLES = {
     "compare": """examples:
   nlp-transfer compare configs/offline/minilm-intents-full.yaml
   nlp-transfer compare my.yaml --strategies feature_extraction,lora,scratch train.epochs=5""",
+    "push": """examples:
+  nlp-transfer push runs/minilm-intents-lora --repo-id me/support-intents-lora
+  nlp-transfer push runs/demo --repo-id me/support-intents --private
+  nlp-transfer push runs/minilm-intents-lora --repo-id me/support-intents --merge-lora
+token: HF_TOKEN or the saved login (`hf auth login`); it is never printed or written.""",
     "demo": """examples:
   nlp-transfer demo
   nlp-transfer demo train.epochs=2 --output runs/demo-quick""",
@@ -113,6 +119,13 @@ def _parser() -> argparse.ArgumentParser:
                      help="comma-separated: feature_extraction, partial, lora, full, scratch (default: all)")
     sub.add_argument("--output", help="folder for compare.json and the runs (default: output.dir or runs/<run.name>)")
     sub.add_argument("--overwrite", action="store_true", help="replace an existing folder once the comparison finishes")
+
+    sub = command("push", "Push a trained run (or saved model) with its model card to the Hugging Face Hub.", _push)
+    sub.add_argument("model", metavar="RUN_OR_MODEL", help="run folder, compare folder or saved model folder")
+    sub.add_argument("--repo-id", required=True, help="Hub repository, user/name or org/name (created if missing)")
+    sub.add_argument("--private", action="store_true", help="create the repository as private")
+    sub.add_argument("--merge-lora", action="store_true", help="push LoRA merged into the encoder weights (no peft needed)")
+    sub.add_argument("--commit-message", help="commit message on the Hub")
 
     sub = command("demo", "Offline demo: compare the strategies on the bundled MiniLM and the bundled intent data.", _demo)
     sub.add_argument("overrides", nargs="*", help=overrides_help)
@@ -210,6 +223,17 @@ def _compare(args: argparse.Namespace) -> int:
         print(result.table())
         print(f"written to {result.path}/compare.json")
     _end_processes()
+    return 0
+
+
+def _push(args: argparse.Namespace) -> int:
+    _quiet_loading()
+    logging.getLogger("nlp_transfer").setLevel(logging.INFO)
+    from .api import push_run
+
+    url = push_run(args.model, args.repo_id, private=args.private, merge_lora=args.merge_lora,
+                   commit_message=args.commit_message)
+    print(f"pushed to {url}")
     return 0
 
 

@@ -129,9 +129,14 @@ class OutputSection:
     overwrite: bool = _f(False, "Replace an existing non-empty run folder (only once the new run has finished).")
     save_model: bool = _f(True, "Write the trained model to <dir>/model.")
     merge_lora: bool = _f(False, "Save LoRA merged into plain encoder weights instead of as an adapter.")
+    push_to_hub: bool = _f(False, "Push the model and its card to the Hugging Face Hub when the run has finished.")
+    hub_model_id: str | None = _f(None, "Hub repository to push to, as user/name (or org/name).")
+    hub_private: bool = _f(False, "Create the Hub repository as private.")
 
     def __post_init__(self) -> None:
         _validate_fields(self)
+        if self.push_to_hub and not self.hub_model_id:
+            raise ConfigError("push_to_hub is true but hub_model_id is not set; set output.hub_model_id=user/name.")
 
 
 @dataclass

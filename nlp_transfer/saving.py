@@ -57,6 +57,7 @@ class ModelMetadata:
     data: dict[str, Any] = field(default_factory=dict)
     training: dict[str, Any] | None = None
     metrics: dict[str, Any] | None = None
+    parameters: dict[str, int] | None = None
     library_version: str = ""
     format_version: int = FORMAT_VERSION
 

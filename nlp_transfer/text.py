@@ -19,9 +19,11 @@ from typing import Any, Literal
 import torch
 
 from .backbones.text import NATIVE_HEADS, TextBackbone, load_text_backbone
+from .card import model_card
 from .classifier import Classifier
 from .config import DataConfig
 from .data import PaddingCollator, TextColumns, TokenizedDataset, looks_like_data_file, read_table
+from .embedded import local_model
 from .errors import ConfigError, DataError, ModelLoadError, did_you_mean
 from .heads import ClassificationHead
 from .saving import METADATA_FILE, ModelMetadata, load_tensors, read_metadata, save_tensors, write_folder
@@ -92,6 +94,12 @@ class TextClassifier(Classifier):
         name_or_path = str(name_or_path)
         if (Path(name_or_path) / METADATA_FILE).is_file():
             return cls.load(name_or_path)
+        if local_model(name_or_path) is None:
+            from .hub import download_if_ours
+
+            pushed = download_if_ours(name_or_path)  # a model nlp_transfer pushed: labels, head, strategy and all
+            if pushed is not None:
+                return cls.load(pushed, trust_remote_code=trust_remote_code)
         task_def = get_task(task)
         strategy_obj = make_strategy(strategy, strategy_options)  # checks options before loading anything
         if head not in ("auto", "linear", "mlp"):
@@ -170,6 +178,7 @@ class TextClassifier(Classifier):
             head = model.head.state_dict()
             if layout == "adapter":
                 encoder.save_pretrained(folder / "adapter")
+                _name_the_base(folder / "adapter", self.base_model)
                 save_tensors(head, folder / "head.safetensors")
             elif layout == "transformers":
                 self._write_transformers(folder, encoder, head, native)
@@ -177,6 +186,7 @@ class TextClassifier(Classifier):
                 encoder.save_pretrained(folder / "encoder")
                 save_tensors(head, folder / "head.safetensors")
             (folder / METADATA_FILE).write_text(metadata.to_json(), encoding="utf-8")
+            (folder / "README.md").write_text(model_card(metadata), encoding="utf-8")
 
         from .engine import process_state
 
@@ -186,6 +196,30 @@ class TextClassifier(Classifier):
             logger.info("Saved the model to %s (%s layout).", path, layout)
         state.wait_for_everyone()
         return Path(path)
+
+    def push_to_hub(self, repo_id: str, *, private: bool = False, token: str | None = None,
+                    commit_message: str | None = None, merge_lora: bool = False, license: str | None = None) -> str | None:
+        """Save (with a model card naming `repo_id`) and upload to the Hub; returns the repo URL.
+
+        Token: the argument, else HF_TOKEN, else the saved login; it is never logged or written.
+        A failed push raises `HubError` and changes nothing local. Under several processes only the
+        main one uploads (the others return None).
+        """
+        import tempfile
+
+        from .engine import process_state
+        from .hub import push_folder, warn_if_base_is_local
+
+        with tempfile.TemporaryDirectory() as tmp:
+            folder = self.save(Path(tmp) / "model", merge_lora=merge_lora)
+            if not process_state().is_main_process:
+                return None
+            meta = read_metadata(folder)
+            warn_if_base_is_local(meta)
+            (folder / "README.md").write_text(model_card(meta, repo_id=repo_id, license=license), encoding="utf-8")
+            hint = (f"Nothing local changed. Save the model with clf.save(path) and push it later with: "
+                    f"nlp-transfer push path --repo-id {repo_id}")
+            return push_folder(folder, repo_id, private=private, token=token, commit_message=commit_message, retry_hint=hint)
 
     @classmethod
     def load(cls, path: str | Path, *, trust_remote_code: bool = False) -> TextClassifier:
@@ -265,7 +299,8 @@ class TextClassifier(Classifier):
             task=self.task.name, labels=self.labels, num_outputs=self._num_outputs, threshold=self.threshold,
             pooling=self.backbone.pooling, pool_layers=self.backbone.pool_layers, head=self.model.head.config.to_dict(), strategy=strategy,
             max_length=self.max_length, uses_text_pair=self.uses_text_pair, data=asdict(self.data_config),
-            training=asdict(self.training) if self.training else None, metrics=self.metrics, library_version=__version__)
+            training=asdict(self.training) if self.training else None, metrics=self.metrics,
+            parameters=self.parameter_summary(), library_version=__version__)
 
 
 def _missing_pair(where: str, config: DataConfig) -> DataError:
@@ -282,6 +317,19 @@ def _row_of(item: Any, config: DataConfig) -> dict[str, Any]:
     if len(item) != 2:
         raise DataError(f"A sentence pair must be (text, text_pair); got {len(item)} items: {item!r}.")
     return {config.text_column: item[0], config.text_pair_column or "text_pair": item[1]}
+
+
+def _name_the_base(adapter_folder: Path, base_model: str) -> None:
+    """peft records the folder the base was loaded from; record its Hub id where there is one, so
+    the adapter config makes sense on another machine."""
+    import json
+
+    config_file = adapter_folder / "adapter_config.json"
+    if Path(base_model).exists() or not config_file.is_file():
+        return
+    config = json.loads(config_file.read_text(encoding="utf-8"))
+    config["base_model_name_or_path"] = base_model
+    config_file.write_text(json.dumps(config, indent=2, sort_keys=True), encoding="utf-8")
 
 
 def _detach_pooler(backbone: TextBackbone):

@@ -1,0 +1,213 @@
+"""Pushing to the Hub and loading back, with only the network replaced.
+
+`HfApi.create_repo` and `HfApi.upload_folder` (the two client calls that reach the network) are
+replaced by a fake Hub that keeps a copy of each uploaded folder; `hf_hub_download` and
+`snapshot_download` read from it. Everything else is the real client and the real save path.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+
+from conftest import sentiment_rows
+from nlp_transfer import TextClassifier
+from nlp_transfer.cli import main
+from nlp_transfer.hub import HubError
+
+TOKEN = "hf_SECRETtokenSHOULDneverLEAK123"
+TEXTS = ["a great film", "awful plot", "boring story", "superb acting"]
+ROOT = Path(__file__).parent.parent
+
+
+class FakeHub:
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.calls: list[tuple[str, dict]] = []
+
+    def folder(self, repo_id: str) -> Path:
+        return self.root / repo_id.replace("/", "--")
+
+
+@pytest.fixture
+def hub(tmp_path, monkeypatch) -> FakeHub:
+    import huggingface_hub
+
+    fake = FakeHub(tmp_path / "hub")
+
+    def create_repo(self, repo_id, *, private=False, exist_ok=False, repo_type=None, **kwargs):
+        fake.calls.append(("create_repo", {"repo_id": repo_id, "private": private, "token": self.token}))
+        return f"https://huggingface.co/{repo_id}"
+
+    def upload_folder(self, *, folder_path, repo_id, repo_type=None, commit_message=None, **kwargs):
+        fake.calls.append(("upload_folder", {"repo_id": repo_id, "commit_message": commit_message}))
+        target = fake.folder(repo_id)
+        shutil.rmtree(target, ignore_errors=True)
+        shutil.copytree(folder_path, target)
+
+    def hf_hub_download(repo_id, filename, **kwargs):
+        path = fake.folder(repo_id) / filename
+        if not path.is_file():
+            raise huggingface_hub.errors.EntryNotFoundError(f"{filename} not in {repo_id}")
+        return str(path)
+
+    monkeypatch.setattr(huggingface_hub.HfApi, "create_repo", create_repo)
+    monkeypatch.setattr(huggingface_hub.HfApi, "upload_folder", upload_folder)
+    monkeypatch.setattr(huggingface_hub, "hf_hub_download", hf_hub_download)
+    monkeypatch.setattr(huggingface_hub, "snapshot_download", lambda repo_id, **kwargs: str(fake.folder(repo_id)))
+    monkeypatch.setenv("HF_TOKEN", TOKEN)
+    return fake
+
+
+def _trained(model_dir, strategy="full", **options):
+    clf = TextClassifier.from_pretrained(model_dir, strategy=strategy, pooling="mean", **options)
+    clf.fit(sentiment_rows(48), sentiment_rows(16, seed=1), epochs=2, batch_size=16, learning_rate=3e-3)
+    return clf
+
+
+def _card_header(folder: Path) -> dict:
+    text = (folder / "README.md").read_text()
+    assert text.startswith("---\n")
+    return yaml.safe_load(text.split("---\n")[1])
+
+
+def _everything_written(*folders: Path) -> str:
+    return "".join(p.read_bytes().decode("utf-8", "replace") for f in folders for p in f.rglob("*") if p.is_file())
+
+
+def test_push_uploads_the_saved_model_with_a_card(model_dirs, hub, caplog):
+    clf = _trained(model_dirs["bert"])
+    with caplog.at_level(logging.DEBUG):
+        url = clf.push_to_hub("me/tiny-sentiment", private=True, token=TOKEN, commit_message="first")
+    assert url.endswith("me/tiny-sentiment")
+    assert [name for name, _ in hub.calls] == ["create_repo", "upload_folder"]
+    assert hub.calls[0][1]["private"] is True and hub.calls[1][1]["commit_message"] == "first"
+    uploaded = hub.folder("me/tiny-sentiment")
+    assert {p.name for p in uploaded.iterdir()} == {"encoder", "head.safetensors", "nlp_transfer.json", "README.md",
+                                                   "tokenizer.json", "tokenizer_config.json"}
+    header = _card_header(uploaded)
+    assert header["library_name"] == "nlp-transfer" and "strategy-full" in header["tags"]
+    results = header["model-index"][0]["results"]
+    assert any(m["type"] == "accuracy" for r in results for m in r["metrics"])
+    assert 'TextClassifier.from_pretrained("me/tiny-sentiment")' in (uploaded / "README.md").read_text()
+    assert TOKEN not in _everything_written(uploaded) and TOKEN not in caplog.text
+
+
+def test_pushed_model_loads_back_by_repo_id_with_identical_predictions(model_dirs, hub):
+    clf = _trained(model_dirs["bert"])
+    clf.push_to_hub("me/tiny")
+    again = TextClassifier.from_pretrained("me/tiny")
+    assert again.labels == clf.labels and again.strategy.name == "full"
+    np.testing.assert_allclose(again.predict_proba(TEXTS), clf.predict_proba(TEXTS), atol=1e-6)
+
+
+def test_lora_push_is_adapter_plus_head_and_reloads(model_dirs, hub):
+    pytest.importorskip("peft")
+    clf = _trained(model_dirs["bert"], strategy="lora")
+    clf.push_to_hub("me/tiny-lora")
+    uploaded = hub.folder("me/tiny-lora")
+    assert (uploaded / "adapter" / "adapter_config.json").is_file() and (uploaded / "head.safetensors").is_file()
+    assert not (uploaded / "encoder").exists()
+    assert "peft" in _card_header(uploaded)["tags"]
+    again = TextClassifier.from_pretrained("me/tiny-lora")
+    np.testing.assert_allclose(again.predict_proba(TEXTS), clf.predict_proba(TEXTS), atol=1e-5)
+
+
+def test_lora_push_merged_needs_no_peft_layout(model_dirs, hub):
+    pytest.importorskip("peft")
+    clf = _trained(model_dirs["bert"], strategy="lora")
+    clf.push_to_hub("me/tiny-merged", merge_lora=True)
+    uploaded = hub.folder("me/tiny-merged")
+    assert not (uploaded / "adapter").exists()
+    meta = json.loads((uploaded / "nlp_transfer.json").read_text())
+    assert meta["strategy"]["merged"] is True
+    again = TextClassifier.from_pretrained("me/tiny-merged")
+    np.testing.assert_allclose(again.predict_proba(TEXTS), clf.predict_proba(TEXTS), atol=1e-5)
+
+
+def test_push_without_network_fails_clearly_and_keeps_the_local_model(model_dirs, tmp_path, monkeypatch):
+    # The real client, offline: no fake here.
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_TOKEN", TOKEN)
+    import huggingface_hub.constants
+
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
+    clf = _trained(model_dirs["bert"])
+    clf.save(tmp_path / "model")
+    with pytest.raises(HubError) as error:
+        clf.push_to_hub("me/offline")
+    message = str(error.value)
+    assert "Could not push" in message and "nlp-transfer push" in message and TOKEN not in message
+    assert "offline" in message and "tmp" not in message.split("Nothing local changed")[1]  # no vanished temp path
+    assert TextClassifier.load(tmp_path / "model").labels == clf.labels
+
+
+def test_train_with_push_keeps_the_run_when_the_push_fails(model_dirs, tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("HF_TOKEN", TOKEN)
+    import huggingface_hub.constants
+
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
+    data = tmp_path / "train.jsonl"
+    data.write_text("".join(json.dumps(r) + "\n" for r in sentiment_rows(48)))
+    out = tmp_path / "run"
+    code = main(["train", str(ROOT / "configs/tests/tiny.yaml"), f"model.name_or_path={model_dirs['bert']}",
+                 f"data.train={data}", "data.validation=null", "data.test=null", f"output.dir={out}",
+                 "output.push_to_hub=true", "output.hub_model_id=me/offline-run"])
+    err = capsys.readouterr().err
+    assert code == 2 and "Could not push" in err and f"nlp-transfer push {out}" in err and TOKEN not in err
+    assert TextClassifier.load(out / "model").labels == ["neg", "pos"]
+
+
+def test_invalid_repo_id(model_dirs, hub):
+    clf = _trained(model_dirs["bert"])
+    with pytest.raises(Exception, match="not a valid Hub repository id"):
+        clf.push_to_hub("not a repo id")
+    assert hub.calls == []
+
+
+def test_train_with_push_to_hub_pushes_the_run_card(model_dirs, hub, tmp_path, capsys):
+    data = tmp_path / "data"
+    data.mkdir()
+    files = {}
+    for split, rows in {"train": sentiment_rows(64), "validation": sentiment_rows(21, seed=1)}.items():
+        files[split] = data / f"{split}.jsonl"
+        files[split].write_text("".join(json.dumps(r) + "\n" for r in rows))
+    out = tmp_path / "run"
+    code = main(["train", str(ROOT / "configs/tests/tiny.yaml"), f"model.name_or_path={model_dirs['bert']}",
+                 f"data.train={files['train']}", f"data.validation={files['validation']}", "data.test=null",
+                 f"output.dir={out}", "output.push_to_hub=true", "output.hub_model_id=me/tiny-run"])
+    assert code == 0
+    uploaded = hub.folder("me/tiny-run")
+    card = (uploaded / "README.md").read_text()
+    assert "# tiny" in card and "| validation |" in card and "torch / transformers" in card
+    assert 'from_pretrained("me/tiny-run")' in card
+    assert TOKEN not in _everything_written(uploaded, out) and TOKEN not in capsys.readouterr().out
+
+
+def test_push_command_of_a_run_folder(model_dirs, hub, tmp_path, capsys):
+    clf = _trained(model_dirs["bert"])
+    clf.save(tmp_path / "model")
+    assert main(["push", str(tmp_path / "model"), "--repo-id", "me/from-cli"]) == 0
+    assert "pushed to" in capsys.readouterr().out and (hub.folder("me/from-cli") / "nlp_transfer.json").is_file()
+
+
+def test_push_to_hub_without_a_repo_id_is_a_config_error():
+    from nlp_transfer.errors import ConfigError
+    from nlp_transfer.run_config import load_config
+
+    with pytest.raises(ConfigError, match="hub_model_id"):
+        load_config(None, ["output.push_to_hub=true"])
+
+
+def test_every_saved_model_has_a_card(model_dirs, tmp_path):
+    clf = _trained(model_dirs["roberta"], strategy="partial")
+    clf.save(tmp_path / "m")
+    header = _card_header(tmp_path / "m")
+    assert header["pipeline_tag"] == "text-classification" and "base_model" not in header  # a local base
+    assert "Trainable parameters" in (tmp_path / "m" / "README.md").read_text()
