@@ -185,6 +185,32 @@ class Classifier:
             raise NLPTransferError("predict_proba has no meaning for regression; use predict for the predicted values.")
         return self.task.scores(self._predict_logits(inputs))
 
+    def push_to_hub(self, repo_id: str, *, private: bool = False, token: str | None = None,
+                    commit_message: str | None = None, merge_lora: bool = False, license: str | None = None) -> str | None:
+        """Save (with a model card naming `repo_id`) and upload to the Hub; returns the repo URL.
+
+        Token: the argument, else HF_TOKEN, else the saved login; it is never logged or written.
+        A failed push raises `HubError` and changes nothing local. Under several processes only the
+        main one uploads (the others return None). Modality-free: it needs only the subclass's `save`.
+        """
+        import tempfile
+
+        from .card import model_card
+        from .engine import process_state
+        from .hub import push_folder, warn_if_base_is_local
+        from .saving import read_metadata
+
+        with tempfile.TemporaryDirectory() as tmp:
+            folder = self.save(Path(tmp) / "model", merge_lora=merge_lora)
+            if not process_state().is_main_process:
+                return None
+            meta = read_metadata(folder)
+            warn_if_base_is_local(meta)
+            (folder / "README.md").write_text(model_card(meta, repo_id=repo_id, license=license), encoding="utf-8")
+            hint = (f"Nothing local changed. Save the model with clf.save(path) and push it later with: "
+                    f"nlp-transfer push path --repo-id {repo_id}")
+            return push_folder(folder, repo_id, private=private, token=token, commit_message=commit_message, retry_hint=hint)
+
     # ----------------------------------------------------------------- internals
     def _split_settings(self, settings: dict[str, Any]) -> tuple[TrainingConfig, DataConfig]:
         training_keys = set(TrainingConfig.__dataclass_fields__)

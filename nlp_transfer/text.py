@@ -197,30 +197,6 @@ class TextClassifier(Classifier):
         state.wait_for_everyone()
         return Path(path)
 
-    def push_to_hub(self, repo_id: str, *, private: bool = False, token: str | None = None,
-                    commit_message: str | None = None, merge_lora: bool = False, license: str | None = None) -> str | None:
-        """Save (with a model card naming `repo_id`) and upload to the Hub; returns the repo URL.
-
-        Token: the argument, else HF_TOKEN, else the saved login; it is never logged or written.
-        A failed push raises `HubError` and changes nothing local. Under several processes only the
-        main one uploads (the others return None).
-        """
-        import tempfile
-
-        from .engine import process_state
-        from .hub import push_folder, warn_if_base_is_local
-
-        with tempfile.TemporaryDirectory() as tmp:
-            folder = self.save(Path(tmp) / "model", merge_lora=merge_lora)
-            if not process_state().is_main_process:
-                return None
-            meta = read_metadata(folder)
-            warn_if_base_is_local(meta)
-            (folder / "README.md").write_text(model_card(meta, repo_id=repo_id, license=license), encoding="utf-8")
-            hint = (f"Nothing local changed. Save the model with clf.save(path) and push it later with: "
-                    f"nlp-transfer push path --repo-id {repo_id}")
-            return push_folder(folder, repo_id, private=private, token=token, commit_message=commit_message, retry_hint=hint)
-
     @classmethod
     def load(cls, path: str | Path, *, trust_remote_code: bool = False) -> TextClassifier:
         """Rebuild a classifier saved by `save`: labels, head, strategy and weights."""
