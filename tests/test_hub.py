@@ -211,3 +211,24 @@ def test_every_saved_model_has_a_card(model_dirs, tmp_path):
     header = _card_header(tmp_path / "m")
     assert header["pipeline_tag"] == "text-classification" and "base_model" not in header  # a local base
     assert "Trainable parameters" in (tmp_path / "m" / "README.md").read_text()
+
+
+def test_card_names_a_hub_base_model_dataset_and_results():
+    from nlp_transfer.card import model_card
+    from nlp_transfer.saving import ModelMetadata
+
+    meta = ModelMetadata(modality="text", layout="adapter", base_model="google-bert/bert-base-uncased", model_type="bert",
+                         task="single_label", labels=["negative", "positive"], num_outputs=2, threshold=0.5,
+                         pooling="cls", pool_layers=1, head={"kind": "mlp"},
+                         strategy={"name": "lora", "options": {"r": 8, "lora_alpha": 16, "lora_dropout": 0.1,
+                                                               "target_modules": None}},
+                         parameters={"trainable": 1000, "total": 100000}, library_version="0.1.0")
+    card = model_card(meta, title="sst2-bert", repo_id="me/sst2", results={"validation": {"accuracy": 0.91, "f1_macro": 0.9}},
+                      dataset="nyu-mll/glue", dataset_config="sst2", license="apache-2.0")
+    header = yaml.safe_load(card.split("---\n")[1])
+    assert header["base_model"] == "google-bert/bert-base-uncased" and header["datasets"] == ["nyu-mll/glue"]
+    assert header["license"] == "apache-2.0" and {"peft", "strategy-lora"} <= set(header["tags"])
+    result = header["model-index"][0]["results"][0]
+    assert result["dataset"]["config"] == "sst2" and result["dataset"]["split"] == "validation"
+    assert {"type": "accuracy", "value": 0.91} in result["metrics"]
+    assert "1.00%" in card and 'from_pretrained("me/sst2")' in card
