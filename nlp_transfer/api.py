@@ -56,15 +56,28 @@ def as_config(config: RunConfig | str | Path | None, overrides: Sequence[str] = 
     return load_config(config, tuple(overrides))
 
 
-def train(config: RunConfig | str | Path, overrides: Sequence[str] = ()) -> RunResult:
-    """Train the configured run and write its run folder; returns the result with the classifier."""
+def train(config: RunConfig | str | Path, overrides: Sequence[str] = (), *, resume: bool = False) -> RunResult:
+    """Train the configured run and write its run folder; returns the result with the classifier.
+
+    Checkpoints go to ``train.checkpoint_dir`` (default ``<output.dir>.checkpoints``) after every
+    epoch (and every ``train.save_steps``); ``resume=True`` continues a killed run from its newest
+    one. They are removed once the run folder is written.
+    """
+    import shutil
+
     from .runs import check_output_folder
 
     config = resolve(as_config(config, overrides))
+    # derived here, not written into the config, so a replayed config.yaml checkpoints beside its own output
+    checkpoints = config.train.checkpoint_dir or f"{config.output.dir.rstrip('/')}.checkpoints"
     check_output_folder(Path(config.output.dir), config.output.overwrite)  # before any work
     splits = load_splits(config.data)
-    result = fit_run(config, splits)
+    result = fit_run(config, splits, resume=resume, checkpoint_dir=checkpoints)
     result = write_run(Path(config.output.dir), result, save_model=config.output.save_model, splits=splits)
+    from .engine import process_state
+
+    if process_state().is_main_process:  # the run is safe in its folder: the checkpoints have done their job
+        shutil.rmtree(checkpoints, ignore_errors=True)
     if config.output.push_to_hub:  # after the local save: a failed push loses nothing
         from .engine import process_state
 
@@ -73,7 +86,7 @@ def train(config: RunConfig | str | Path, overrides: Sequence[str] = ()) -> RunR
     return result
 
 
-def fit_run(config: RunConfig, splits: Splits) -> RunResult:
+def fit_run(config: RunConfig, splits: Splits, *, resume: bool = False, checkpoint_dir: str | None = None) -> RunResult:
     """Build the classifier the config describes, fit it, and score the configured splits (no files)."""
     from .text import TextClassifier
 
@@ -87,7 +100,8 @@ def fit_run(config: RunConfig, splits: Splits) -> RunResult:
         **config.strategy.options())
     started = time.perf_counter()
     with PeakMemory() as peak:
-        history = clf.fit(splits.train, splits.validation, **_fit_settings(config))
+        settings = _fit_settings(config) | ({"checkpoint_dir": checkpoint_dir} if checkpoint_dir else {})
+        history = clf.fit(splits.train, splits.validation, resume=resume, **settings)
     fit_seconds = time.perf_counter() - started
     final = {split: clf.evaluate(getattr(splits, split)) for split in config.eval.splits
              if getattr(splits, split) is not None}

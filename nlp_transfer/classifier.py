@@ -121,11 +121,13 @@ class Classifier:
         return {"trainable": sum(p.numel() for p in model.parameters() if p.requires_grad),
                 "total": sum(p.numel() for p in model.parameters())}
 
-    def fit(self, train: Any, eval_data: Any = None, **settings: Any) -> TrainingHistory:
+    def fit(self, train: Any, eval_data: Any = None, *, resume: bool = False, **settings: Any) -> TrainingHistory:
         """Train on `train`; evaluate on `eval_data` (or a seeded hold-out of train) after each epoch.
 
         Settings are the fields of `TrainingConfig` and `DataConfig`, e.g.
-        ``clf.fit("train.jsonl", epochs=3, batch_size=16, text_column="sentence")``.
+        ``clf.fit("train.jsonl", epochs=3, batch_size=16, text_column="sentence")``. With
+        ``checkpoint_dir=...`` it saves resumable checkpoints; ``resume=True`` continues from the
+        newest one (same data and settings), with the same result as an uninterrupted run.
         """
         training, data_config = self._split_settings(settings)
         resolved = resolve_training(training, self.strategy.name)
@@ -148,11 +150,25 @@ class Classifier:
         from .metrics import greater_is_better
 
         groups = parameter_groups(model, self.strategy, resolved.learning_rate, resolved.head_learning_rate, resolved.weight_decay)
+        checkpointer = None
+        if resolved.checkpoint_dir:
+            from .checkpoints import Checkpointer
+
+            checkpointer = Checkpointer(resolved.checkpoint_dir, accelerator, resolved.save_total_limit)
         history = train_loop(model, groups, train_loader, eval_loader, resolved, self._score(resolved.extra_metrics),
-                             accelerator, metric, greater_is_better(metric))
+                             accelerator, metric, greater_is_better(metric), checkpointer=checkpointer, resume=resume,
+                             identity=self._identity(resolved, len(train_set), accelerator.num_processes))
         self.training, self.history = resolved, history
         self.metrics = _final_metrics(history, resolved.load_best_model_at_end)
         return history
+
+    def _identity(self, settings: TrainingConfig, examples: int, processes: int) -> dict[str, Any]:
+        """What a checkpoint must match to be resumed by this run."""
+        trainable = {n: list(p.shape) for n, p in self._require_model().named_parameters() if p.requires_grad}
+        return {"labels": self.labels, "task": self.task.name, "strategy": self.strategy.name, "trainable": trainable,
+                "train_examples": examples, "epochs": settings.epochs, "batch_size": settings.batch_size,
+                "gradient_accumulation_steps": settings.gradient_accumulation_steps, "seed": settings.seed,
+                "processes": processes}
 
     def evaluate(self, data: Any, **data_settings: Any) -> dict[str, Any]:
         """Loss and metrics (and a confusion matrix for single-label tasks) on labelled data."""

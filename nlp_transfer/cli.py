@@ -31,6 +31,7 @@ _EXAMPLES = {
     "train": """examples:
   nlp-transfer train configs/offline/minilm-intents-lora.yaml
   nlp-transfer train my.yaml train.epochs=3 strategy.name=lora data.train=train.csv output.dir=runs/try1
+  nlp-transfer train my.yaml --resume        (after a crash: continues from runs/<name>.checkpoints)
   accelerate launch --multi_gpu --num_processes 2 scripts/train.py my.yaml   (the same, in two processes)""",
     "evaluate": """examples:
   nlp-transfer evaluate runs/minilm-intents-lora --data dev.jsonl
@@ -91,6 +92,8 @@ def _parser() -> argparse.ArgumentParser:
     sub.add_argument("config", help="YAML recipe (see configs/)")
     sub.add_argument("overrides", nargs="*", help=overrides_help)
     sub.add_argument("--overwrite", action="store_true", help="replace an existing run folder once the new run finishes")
+    sub.add_argument("--resume", action="store_true",
+                     help="continue a killed run from its newest checkpoint (<output.dir>.checkpoints)")
 
     sub = command("evaluate", "Score a trained run (or saved model) on labelled data.", _evaluate)
     sub.add_argument("model", metavar="RUN_OR_MODEL", help="run folder, compare folder or saved model folder")
@@ -153,7 +156,7 @@ def _train(args: argparse.Namespace) -> int:
     _logging(config.run.log_level)
     from .api import train
 
-    result = train(resolve(config))
+    result = train(resolve(config), resume=args.resume)
     if _is_main():
         print(_metrics_table(result.metrics))
         print(f"run folder: {result.path}")

@@ -69,11 +69,18 @@ class TrainingConfig:
     feature_cache_dir: str | None = _f(None, "Where cached features are kept for later runs (keyed by weights, pooling, precision "
                                              "and token ids); default ~/.cache/nlp_transfer/features; 'memory' keeps them in memory only.")
     extra_metrics: list[str] = _f([], "Further `evaluate` metric names (need the Hub, so online only).")
+    checkpoint_dir: str | None = _f(None, "Folder for resumable checkpoints (none when unset); `fit(resume=True)` or "
+                                          "`train --resume` continues from its newest.")
+    save_steps: int | None = _f(None, "With checkpoint_dir: also save every this many optimizer steps.")
+    save_each_epoch: bool = _f(True, "With checkpoint_dir: save at the end of every epoch.")
+    save_total_limit: int = _f(2, "Checkpoints kept: the newest this many, plus the best epoch's.")
     cpu: bool = _f(False, "Train on the CPU even when a GPU is present.")
 
     def __post_init__(self) -> None:
         _validate_fields(self)
-        _positive(self, "batch_size", "eval_batch_size", "gradient_accumulation_steps", "logging_steps")
+        _positive(self, "batch_size", "eval_batch_size", "gradient_accumulation_steps", "logging_steps", "save_total_limit")
+        if self.save_steps is not None and self.save_steps < 1:
+            raise ConfigError(f"save_steps must be at least 1 (or null), got {self.save_steps}.")
         if self.epochs is not None and self.epochs < 1:
             raise ConfigError(f"epochs must be at least 1, got {self.epochs}.")
         if not 0.0 <= self.warmup_ratio < 1.0:

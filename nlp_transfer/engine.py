@@ -151,8 +151,15 @@ def train_loop(
     accelerator,
     metric_name: str,
     greater_is_better: bool,
+    checkpointer=None,
+    resume: bool = False,
+    identity: dict[str, Any] | None = None,
 ) -> TrainingHistory:
-    """Train for `settings.epochs`, evaluating after each; restores the best weights when asked."""
+    """Train for `settings.epochs`, evaluating after each; restores the best weights when asked.
+
+    With a `checkpointer`, saves after each epoch (and every `save_steps`); `resume` continues
+    from its newest checkpoint exactly where it stopped (data order, random state, schedule).
+    """
     from transformers import get_scheduler
 
     sampler = train_loader.batch_sampler
@@ -167,20 +174,40 @@ def train_loop(
     _log_banner(model, train_loader, eval_loader, settings, accelerator, total)
 
     tracker = _BestTracker(metric_name, greater_is_better, settings.early_stopping_patience)
-    epochs: list[dict[str, Any]] = []
-    steps: list[dict[str, Any]] = []
+    progress, restore_rng = _start(checkpointer, resume, identity or {}, accelerator.unwrap_model(prepared), optimizer,
+                                   scheduler, tracker)
+
+    def save_checkpoint() -> None:
+        if checkpointer is not None:
+            progress.best, progress.best_epoch, progress.stale = tracker.best, tracker.best_epoch, tracker.stale
+            checkpointer.save(progress, accelerator.unwrap_model(prepared), optimizer, scheduler, tracker.best_state)
+
     started = time.perf_counter()
-    for epoch in range(1, settings.epochs + 1):
-        if hasattr(sampler, "set_epoch"):
-            sampler.set_epoch(epoch)
-        row = _train_epoch(prepared, train_loader, optimizer, scheduler, settings, accelerator, epoch, steps)
+    for epoch in range(progress.epoch, settings.epochs + 1):
+        if tracker.should_stop:  # a run resumed after its early stop has nothing left to do
+            break
+        loader = accelerator.skip_first_batches(train_loader, progress.batches_done) if progress.batches_done else train_loader
+        # accelerate re-seeds the batch sampler with its loader's own iteration count each time it
+        # iterates; pin both to the epoch (zero-based) so a resumed run, whose loaders are new
+        # objects, draws the same batches as an uninterrupted one.
+        for target in (loader, sampler):
+            if hasattr(target, "set_epoch"):
+                target.set_epoch(epoch - 1)
+        row = _train_epoch(prepared, loader, optimizer, scheduler, settings, accelerator, progress, restore_rng,
+                           save_checkpoint if settings.save_steps else None)
+        restore_rng = None
         if eval_loader is not None:
             prepared.eval()
             outputs, targets = run_inference(lambda b: prepared(**_inputs(b))["logits"], eval_loader, accelerator, "Evaluating")
             row.update({f"eval_{k}": v for k, v in score(outputs, targets).items()})
             improved = tracker.update(row[f"eval_{metric_name}"], epoch, accelerator.unwrap_model(prepared))
             logger.info("epoch %d: %s%s", epoch, _short(row), " (best so far)" if improved else "")
-        epochs.append(row)
+        row["step"] = progress.step
+        progress.epochs.append(row)
+        progress.epoch, progress.batches_done = epoch + 1, 0
+        progress.epoch_sums = _fresh_sums()
+        if settings.save_each_epoch:
+            save_checkpoint()
         if tracker.should_stop:
             logger.info("Early stopping: no improvement of %s for %d evaluations.", metric_name, tracker.patience)
             break
@@ -190,8 +217,41 @@ def train_loop(
         tracker.restore(unwrapped)
         logger.info("Restored the weights of epoch %d (%s=%.4f).", tracker.best_epoch, metric_name, tracker.best)
     accelerator.free_memory()  # drop the DDP wrapper before anyone tears the process group down
-    return TrainingHistory(epochs, steps, metric_name if eval_loader is not None else None, tracker.best_epoch,
-                           tracker.best, seconds, tracker.should_stop)
+    return TrainingHistory(progress.epochs, progress.steps, metric_name if eval_loader is not None else None,
+                           tracker.best_epoch, tracker.best, seconds, tracker.should_stop)
+
+
+def _start(checkpointer, resume: bool, identity: dict[str, Any], model, optimizer, scheduler, tracker):
+    """Fresh progress, or the newest checkpoint's (weights, optimizer, schedule and best restored).
+
+    Returns the progress and, when resuming mid-epoch, a function that restores the random state:
+    it must run after the epoch's data iterator exists, as it did when the state was saved.
+    """
+    from .checkpoints import Progress, _load_rng
+
+    if not resume:
+        return Progress(identity=identity, epoch_sums=_fresh_sums()), None
+    from .errors import ConfigError
+
+    latest = checkpointer.latest() if checkpointer is not None else None
+    if latest is None:
+        where = f"in {checkpointer.folder}" if checkpointer is not None else "(train.checkpoint_dir is not set)"
+        raise ConfigError(f"Nothing to resume: no complete checkpoint {where}. Start without resume, or set "
+                          "train.checkpoint_dir to the folder of the run to continue.")
+    progress, best_state = checkpointer.load(latest, model, optimizer, scheduler, identity)
+    tracker.best, tracker.best_epoch, tracker.stale, tracker.best_state = (progress.best, progress.best_epoch,
+                                                                           progress.stale, best_state)
+    logger.info("Resuming from %s: epoch %d, %d batches into it, optimizer step %d.", latest, progress.epoch,
+                progress.batches_done, progress.step)
+    restore = lambda: _load_rng(latest, checkpointer.accelerator.process_index)  # noqa: E731
+    if progress.batches_done == 0:  # saved at an epoch's end: before the next epoch's iterator
+        restore()
+        return progress, None
+    return progress, restore
+
+
+def _fresh_sums() -> dict[str, float]:
+    return {"loss": 0.0, "batches": 0, "samples": 0, "window_loss": 0.0, "window_batches": 0}
 
 
 def _adamw(groups: list[dict[str, Any]]) -> torch.optim.Optimizer:
@@ -207,16 +267,22 @@ def _inputs(batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     return {k: v for k, v in batch.items() if k != "labels"}
 
 
-def _train_epoch(model, loader, optimizer, scheduler, settings, accelerator, epoch, steps) -> dict[str, Any]:
+def _train_epoch(model, loader, optimizer, scheduler, settings, accelerator, progress, restore_rng, on_save) -> dict[str, Any]:
+    """One epoch (or its remainder when resumed); running sums live in `progress` so a checkpoint
+    taken mid-epoch carries them."""
     from tqdm.auto import tqdm
 
     model.train()
-    total_loss, batches, samples = 0.0, 0, 0
-    window_loss, window_batches = 0.0, 0
-    step = steps[-1]["step"] if steps else 0  # optimizer steps so far, across epochs
+    sums = progress.epoch_sums
+    samples_now = 0
     started = time.perf_counter()
-    progress = tqdm(loader, desc=f"Epoch {epoch}/{settings.epochs}", disable=not accelerator.is_local_main_process)
-    for batch in progress:
+    bar = tqdm(loader, desc=f"Epoch {progress.epoch}/{settings.epochs}", disable=not accelerator.is_local_main_process)
+    for batch in bar:
+        if restore_rng is not None:
+            # The first batch is fetched: the data iterator now exists (creating it draws from the
+            # global RNG), as it did when the state was saved mid-epoch.
+            restore_rng()
+            restore_rng = None
         with accelerator.accumulate(model):
             loss = model(**batch)["loss"]
             accelerator.backward(loss)
@@ -226,19 +292,28 @@ def _train_epoch(model, loader, optimizer, scheduler, settings, accelerator, epo
             scheduler.step()
             optimizer.zero_grad(set_to_none=True)
         value = loss.detach().float().item()
-        total_loss, batches, samples = total_loss + value, batches + 1, samples + len(batch["index"])
-        window_loss, window_batches = window_loss + value, window_batches + 1
-        step += int(accelerator.sync_gradients)
-        if accelerator.sync_gradients and step % settings.logging_steps == 0:
-            elapsed = time.perf_counter() - started
-            steps.append({"epoch": epoch, "step": step,
-                          "loss": window_loss / window_batches, "learning_rate": max(scheduler.get_last_lr()),
-                          "samples_per_second": samples * accelerator.num_processes / elapsed})
-            progress.set_postfix(loss=f"{window_loss / window_batches:.4f}")
-            window_loss, window_batches = 0.0, 0
+        samples_now += len(batch["index"])
+        for key, add in (("loss", value), ("batches", 1), ("samples", len(batch["index"])), ("window_loss", value),
+                         ("window_batches", 1)):
+            sums[key] += add
+        progress.batches_done += 1
+        if not accelerator.sync_gradients:
+            continue
+        progress.step += 1
+        if progress.step % settings.logging_steps == 0:
+            window = sums["window_loss"] / sums["window_batches"]
+            progress.steps.append({"epoch": progress.epoch, "step": progress.step, "loss": window,
+                                   "learning_rate": max(scheduler.get_last_lr()),
+                                   "samples_per_second": samples_now * accelerator.num_processes / (time.perf_counter() - started)})
+            bar.set_postfix(loss=f"{window:.4f}")
+            sums["window_loss"], sums["window_batches"] = 0.0, 0
+        if on_save is not None and progress.step % settings.save_steps == 0:
+            on_save()
+    if restore_rng is not None:  # saved after the epoch's last batch: nothing was left to iterate
+        restore_rng()
     seconds = time.perf_counter() - started
-    return {"epoch": epoch, "train_loss": total_loss / max(batches, 1), "train_seconds": seconds,
-            "train_samples_per_second": samples * accelerator.num_processes / seconds}
+    return {"epoch": progress.epoch, "train_loss": sums["loss"] / max(sums["batches"], 1), "train_seconds": seconds,
+            "train_samples_per_second": samples_now * accelerator.num_processes / max(seconds, 1e-9)}
 
 
 class _BestTracker:

@@ -330,3 +330,13 @@ def test_class_label_ids_of_a_hub_dataset_become_their_names():
                                   "label": datasets.ClassLabel(names=["negative", "positive"])})
     table = datasets.Dataset.from_dict({"sentence": ["a", "b", "c"], "label": [1, 0, -1]}, features=features)
     assert read_table(table, "train")["label"] == ["positive", "negative", None]
+
+
+def test_train_checkpoints_and_cleans_them_up_and_resume_needs_one(model_dirs, data, tmp_path, capsys):
+    out = tmp_path / "run"
+    assert main(["train", str(TINY), *_overrides(model_dirs["bert"], data, out)]) == 0
+    assert not (tmp_path / "run.checkpoints").exists()  # removed once the run folder is complete
+    config = load_config(out / "config.yaml")
+    assert config.train.checkpoint_dir is None  # derived from output.dir at run time, so replays stay apart
+    code = main(["train", str(TINY), *_overrides(model_dirs["bert"], data, tmp_path / "other"), "--resume"])
+    assert code == 2 and "Nothing to resume" in capsys.readouterr().err

@@ -1,0 +1,183 @@
+"""Resumable checkpoints that survive a kill: only safetensors and JSON, complete or absent.
+
+A checkpoint is a folder ``step-00000012`` holding what training needs to continue exactly:
+
+    trainable.safetensors   the trainable weights only (frozen ones come from the base model)
+    optimizer.safetensors   AdamW moments and step counts   + optimizer.json (its param groups)
+    scheduler.json          the learning-rate schedule's position
+    rng-<rank>.safetensors  torch (and CUDA) random state   + rng-<rank>.json (python, numpy)
+    best.safetensors        the best epoch's trainable weights, when there is one
+    progress.json           epoch, batches done in it, step, history so far, best metric, identity
+
+It is written as ``step-00000012.tmp`` and renamed when complete, so a kill during the write leaves
+only a ``.tmp`` folder, which is ignored (and removed by the next save). Nothing is unpickled.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import shutil
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from .errors import ConfigError
+
+__all__ = ["Progress", "Checkpointer"]
+
+_PREFIX = "step-"
+
+
+@dataclass
+class Progress:
+    """Where training stands; the JSON part of a checkpoint."""
+
+    epoch: int = 1
+    batches_done: int = 0
+    step: int = 0
+    epoch_sums: dict[str, float] = field(default_factory=lambda: {"loss": 0.0, "batches": 0, "samples": 0})
+    epochs: list[dict[str, Any]] = field(default_factory=list)
+    steps: list[dict[str, Any]] = field(default_factory=list)
+    best: float | None = None
+    best_epoch: int | None = None
+    stale: int = 0
+    identity: dict[str, Any] = field(default_factory=dict)
+
+
+class Checkpointer:
+    """Writes, rotates and reads checkpoints in one folder (every process calls; the main one writes)."""
+
+    def __init__(self, folder: str | Path, accelerator, keep: int = 2) -> None:
+        self.folder = Path(folder)
+        self.accelerator = accelerator
+        self.keep = keep
+
+    def latest(self) -> Path | None:
+        complete = sorted(p for p in self.folder.glob(f"{_PREFIX}*") if p.is_dir() and not p.name.endswith(".tmp")
+                          and (p / "progress.json").is_file())
+        return complete[-1] if complete else None
+
+    def save(self, progress: Progress, model: nn.Module, optimizer, scheduler, best_state: dict | None) -> Path:
+        from safetensors.torch import save_file
+
+        accelerator = self.accelerator
+        final = self.folder / f"{_PREFIX}{progress.step:08d}"
+        staging = final.with_name(final.name + ".tmp")
+        if accelerator.is_main_process:
+            for stale in self.folder.glob(f"{_PREFIX}*.tmp"):  # left by a kill during an earlier write
+                shutil.rmtree(stale, ignore_errors=True)
+            staging.mkdir(parents=True)
+        accelerator.wait_for_everyone()
+        _save_rng(staging, accelerator.process_index)
+        if accelerator.is_main_process:
+            save_file(_trainable(model), str(staging / "trainable.safetensors"))
+            tensors, groups = _flatten_optimizer(optimizer.state_dict())
+            save_file(tensors, str(staging / "optimizer.safetensors"))
+            _write_json(staging / "optimizer.json", groups)
+            _write_json(staging / "scheduler.json", scheduler.state_dict())
+            if best_state:
+                save_file({k: v.contiguous() for k, v in best_state.items()}, str(staging / "best.safetensors"))
+            _write_json(staging / "progress.json", asdict(progress))  # last: its presence marks completeness
+        accelerator.wait_for_everyone()
+        if accelerator.is_main_process:
+            shutil.rmtree(final, ignore_errors=True)
+            staging.rename(final)
+            self._rotate(keep_also=progress)
+        accelerator.wait_for_everyone()
+        return final
+
+    def load(self, path: Path, model: nn.Module, optimizer, scheduler, identity: dict[str, Any]) -> tuple[Progress, dict | None]:
+        from safetensors.torch import load_file
+
+        progress = Progress(**json.loads((path / "progress.json").read_text(encoding="utf-8")))
+        _check_identity(progress.identity, identity, path)
+        parameters = dict(model.named_parameters())
+        with torch.no_grad():
+            for name, value in load_file(str(path / "trainable.safetensors")).items():
+                parameters[name].copy_(value)
+        groups = json.loads((path / "optimizer.json").read_text(encoding="utf-8"))
+        optimizer.load_state_dict(_unflatten_optimizer(load_file(str(path / "optimizer.safetensors")), groups))
+        scheduler.load_state_dict(json.loads((path / "scheduler.json").read_text(encoding="utf-8")))
+        _load_rng(path, self.accelerator.process_index)
+        best = load_file(str(path / "best.safetensors")) if (path / "best.safetensors").is_file() else None
+        return progress, best
+
+    def _rotate(self, keep_also: Progress) -> None:
+        """Keep the newest `keep` checkpoints, and the one saved at the best epoch's end."""
+        complete = sorted(p for p in self.folder.glob(f"{_PREFIX}*") if p.is_dir() and not p.name.endswith(".tmp"))
+        best_step = next((row.get("step") for row in keep_also.epochs if row["epoch"] == keep_also.best_epoch), None)
+        for old in complete[: -self.keep]:
+            if best_step is None or old.name != f"{_PREFIX}{best_step:08d}":
+                shutil.rmtree(old, ignore_errors=True)
+
+
+def _trainable(model: nn.Module) -> dict[str, torch.Tensor]:
+    return {name: p.detach().cpu().contiguous() for name, p in model.named_parameters() if p.requires_grad}
+
+
+def _flatten_optimizer(state: dict[str, Any]) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    tensors = {f"{index}.{key}": value.detach().cpu().contiguous()
+               for index, values in state["state"].items() for key, value in values.items() if torch.is_tensor(value)}
+    return tensors, {"param_groups": state["param_groups"]}
+
+
+def _unflatten_optimizer(tensors: dict[str, torch.Tensor], groups: dict[str, Any]) -> dict[str, Any]:
+    state: dict[int, dict[str, torch.Tensor]] = {}
+    for key, value in tensors.items():
+        index, name = key.split(".", 1)
+        state.setdefault(int(index), {})[name] = value
+    param_groups = [{**group, "betas": tuple(group["betas"])} if "betas" in group else group for group in groups["param_groups"]]
+    return {"state": state, "param_groups": param_groups}
+
+
+def _save_rng(folder: Path, rank: int) -> None:
+    from safetensors.torch import save_file
+
+    tensors = {"torch": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        tensors.update({f"cuda{i}": s for i, s in enumerate(torch.cuda.get_rng_state_all())})
+    save_file(tensors, str(folder / f"rng-{rank}.safetensors"))
+    kind, keys, pos, has_gauss, gauss = np.random.get_state()
+    _write_json(folder / f"rng-{rank}.json", {"python": _listify(random.getstate()),
+                                               "numpy": [kind, keys.tolist(), pos, has_gauss, gauss]})
+
+
+def _load_rng(folder: Path, rank: int) -> None:
+    from safetensors.torch import load_file
+
+    tensors = load_file(str(folder / f"rng-{rank}.safetensors"))
+    torch.set_rng_state(tensors["torch"])
+    cuda = [tensors[f"cuda{i}"] for i in range(len(tensors) - 1)]
+    if cuda and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(cuda)
+    saved = json.loads((folder / f"rng-{rank}.json").read_text(encoding="utf-8"))
+    random.setstate(_tupleify(saved["python"]))
+    kind, keys, pos, has_gauss, gauss = saved["numpy"]
+    np.random.set_state((kind, np.array(keys, dtype=np.uint32), pos, has_gauss, gauss))
+
+
+def _check_identity(saved: dict[str, Any], current: dict[str, Any], path: Path) -> None:
+    differing = sorted(key for key in set(saved) | set(current) if saved.get(key) != current.get(key))
+    if differing:
+        details = "; ".join(f"{key}: checkpoint {saved.get(key)!r}, now {current.get(key)!r}" for key in differing[:4])
+        raise ConfigError(
+            f"The checkpoint {path} belongs to a different run ({details}). Resume with the same model, labels, "
+            "strategy, data and settings, or start fresh without --resume (or point train.checkpoint_dir elsewhere)."
+        )
+
+
+def _write_json(path: Path, value: Any) -> None:
+    path.write_text(json.dumps(value, indent=1), encoding="utf-8")
+
+
+def _listify(value: Any) -> Any:
+    return [_listify(v) for v in value] if isinstance(value, (tuple, list)) else value
+
+
+def _tupleify(value: Any) -> Any:
+    return tuple(_tupleify(v) for v in value) if isinstance(value, list) else value
