@@ -114,7 +114,14 @@ def write_folder(target: Path, write: Callable[[Path], None]) -> None:
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
     with _temporary_sibling(target) as staging:
-        write(staging)
+        try:
+            write(staging)
+        except OSError as error:  # a full disk, a quota, a permission: the previous model stays as it was
+            from .errors import NLPTransferError
+
+            kept = "the model already there is unchanged" if target.exists() else "nothing was written"
+            raise NLPTransferError(f"Could not write the model to {target} ({error.strerror or error}); {kept}. "
+                                   "Free some space or choose another folder, then save again.") from error
         if target.exists():
             backup = target.with_name(f".{target.name}.old-{os.getpid()}")
             os.replace(target, backup)

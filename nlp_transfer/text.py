@@ -46,6 +46,7 @@ class TextClassifier(Classifier):
                  pretrained_pooler: torch.nn.Module | None = None, random_init: bool = False, **kwargs: Any) -> None:
         self.tokenizer = tokenizer
         self.random_init = random_init
+        self._truncation_warned: set[int] = set()
         self._pretrained_pooler = pretrained_pooler
         self.base_model = base_model
         self.uses_text_pair = False
@@ -147,8 +148,10 @@ class TextClassifier(Classifier):
         pairs = examples.pairs if self.uses_text_pair else None
         encodings = self.tokenizer(examples.texts, pairs, truncation=True, max_length=self.max_length)
         truncated = sum(1 for ids in encodings["input_ids"] if len(ids) >= self.max_length)
-        if truncated:
-            logger.warning("%d of %d texts were truncated to max_length=%d tokens.", truncated, len(examples), self.max_length)
+        if truncated and self.max_length not in self._truncation_warned:  # once per length, not per batch or call
+            self._truncation_warned.add(self.max_length)
+            logger.warning("%d of %d texts were truncated to max_length=%d tokens (shown once); raise max_length "
+                           "to keep more of each text.", truncated, len(examples), self.max_length)
         keep = ("input_ids", "attention_mask", "token_type_ids")
         return TokenizedDataset({k: list(v) for k, v in encodings.items() if k in keep}, targets)
 

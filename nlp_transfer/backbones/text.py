@@ -169,6 +169,7 @@ def load_text_backbone(
     keeps the architecture and tokenizer but not the weights: the from-scratch control (the
     caller seeds the RNG).
     """
+    from safetensors import SafetensorError
     from transformers import AutoConfig, AutoModel, AutoTokenizer
 
     from ..embedded import install_hint, local_model
@@ -189,6 +190,10 @@ def load_text_backbone(
             else:
                 encoder = AutoModel.from_pretrained(source, trust_remote_code=trust_remote_code,
                                                     use_safetensors=not allow_pickle)
+    except SafetensorError as error:
+        raise ModelLoadError(
+            f"The weights in {source!r} are damaged or truncated ({error}); save or download the model again."
+        ) from error
     except (OSError, RuntimeError, ValueError) as error:
         raise ModelLoadError(
             f"Could not load a model from {name_or_path!r}: {error}. Give a folder saved with "
