@@ -174,3 +174,22 @@ def test_cli_run_killed_twice_and_resumed_matches_the_uninterrupted_run(model_di
     strip = lambda rows: [{k: v for k, v in row.items() if "second" not in k} for row in rows]  # noqa: E731
     assert strip(resumed["epochs"]) == strip(whole["epochs"])
     assert not checkpoints.exists()
+
+
+@pytest.mark.slow
+def test_two_processes_resume_to_the_same_metrics(model_dirs, tmp_path):
+    worker = Path(__file__).with_name("ddp_resume_worker.py")
+
+    def torchrun(*args: str) -> subprocess.CompletedProcess:
+        command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", str(worker), *args]
+        return subprocess.run(command, capture_output=True, text=True, env=ENV, timeout=600)
+
+    model = str(model_dirs["bert"])
+    for args in ((model, str(tmp_path / "a"), "fresh", str(tmp_path / "whole.json")),
+                 (model, str(tmp_path / "b"), "interrupt", str(tmp_path / "unused.json")),
+                 (model, str(tmp_path / "b"), "resume", str(tmp_path / "resumed.json"))):
+        done = torchrun(*args)
+        assert done.returncode == 0, done.stderr[-3000:]
+    assert not (tmp_path / "unused.json").exists()
+    whole, resumed = (json.loads((tmp_path / name).read_text()) for name in ("whole.json", "resumed.json"))
+    assert resumed == whole

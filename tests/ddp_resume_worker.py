@@ -1,0 +1,34 @@
+"""Run by test_resume.py under torchrun (2 processes): LoRA training with checkpoints, interrupted or resumed.
+
+    python -m torch.distributed.run --standalone --nproc_per_node 2 ddp_resume_worker.py MODEL CKPT MODE METRICS_OUT
+
+MODE: fresh | interrupt (stops after the third checkpoint) | resume.
+"""
+import json
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from conftest import sentiment_rows
+from nlp_transfer import TextClassifier, checkpoints
+from nlp_transfer.engine import process_state, end_distributed
+model_dir, ck, mode, out = sys.argv[1:5]
+clf = TextClassifier.from_pretrained(model_dir, strategy="lora", pooling="mean")
+if mode == "interrupt":
+    save, n = checkpoints.Checkpointer.save, {"n": 0}
+    def interrupting(self, *a, **k):
+        r = save(self, *a, **k); n["n"] += 1
+        if n["n"] == 3: raise KeyboardInterrupt
+        return r
+    checkpoints.Checkpointer.save = interrupting
+try:
+    clf.fit(sentiment_rows(64), sentiment_rows(21, seed=1), epochs=3, batch_size=8, learning_rate=3e-3, save_steps=2,
+            checkpoint_dir=ck, resume=mode == "resume", load_best_model_at_end=False)
+except KeyboardInterrupt:
+    print("interrupted", flush=True)
+    os._exit(0)
+m = clf.evaluate(sentiment_rows(21, seed=1))
+if process_state().is_main_process:
+    json.dump(m, open(out, "w"))
+del clf
+end_distributed()
