@@ -61,7 +61,7 @@ def train(config: RunConfig | str | Path, overrides: Sequence[str] = (), *, resu
 
     Checkpoints go to ``train.checkpoint_dir`` (default ``<output.dir>.checkpoints``) after every
     epoch (and every ``train.save_steps``); ``resume=True`` continues a killed run from its newest
-    one. They are removed once the run folder is written.
+    one. The default folder is removed once the run folder is written; a chosen one is kept.
     """
     import shutil
 
@@ -76,8 +76,8 @@ def train(config: RunConfig | str | Path, overrides: Sequence[str] = (), *, resu
     result = write_run(Path(config.output.dir), result, save_model=config.output.save_model, splits=splits)
     from .engine import process_state
 
-    if process_state().is_main_process:  # the run is safe in its folder: the checkpoints have done their job
-        shutil.rmtree(checkpoints, ignore_errors=True)
+    if process_state().is_main_process and config.train.checkpoint_dir is None:
+        shutil.rmtree(checkpoints, ignore_errors=True)  # the run is safe in its folder; a chosen checkpoint_dir is kept
     if config.output.push_to_hub:  # after the local save: a failed push loses nothing
         from .engine import process_state
 
