@@ -58,7 +58,13 @@ token: HF_TOKEN or the saved login (`hf auth login`); it is never printed or wri
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = _parser()
-    args = parser.parse_args(argv)
+    # Overrides may come after options too (`compare my.yaml --strategies lora train.epochs=3`),
+    # which argparse alone leaves unparsed.
+    args, extra = parser.parse_known_args(argv)
+    if extra:
+        if not hasattr(args, "overrides") or not all("=" in item and not item.startswith("-") for item in extra):
+            parser.error(f"unrecognized arguments: {' '.join(extra)}")
+        args.overrides = [*args.overrides, *extra]
     try:
         return args.command(args)
     except NLPTransferError as error:

@@ -340,3 +340,17 @@ def test_train_checkpoints_and_cleans_them_up_and_resume_needs_one(model_dirs, d
     assert config.train.checkpoint_dir is None  # derived from output.dir at run time, so replays stay apart
     code = main(["train", str(TINY), *_overrides(model_dirs["bert"], data, tmp_path / "other"), "--resume"])
     assert code == 2 and "Nothing to resume" in capsys.readouterr().err
+
+
+def test_overrides_may_follow_options(capsys):
+    assert main(["show-config", str(TINY), "--defaults"]) == 0
+    capsys.readouterr()
+    assert main(["show-config", str(TINY), "train.epochs=4"]) == 0
+    from nlp_transfer import cli
+
+    parser = cli._parser()
+    args, extra = parser.parse_known_args(["compare", str(TINY), "--strategies", "lora", "train.epochs=5"])
+    assert extra == ["train.epochs=5"]
+    with pytest.raises(SystemExit):
+        main(["train", str(TINY), "--nonsense"])
+    assert "unrecognized arguments: --nonsense" in capsys.readouterr().err
