@@ -1,5 +1,7 @@
 """Peak-memory measurement used by `compare`: each block gets its own peak."""
 
+import time
+
 import numpy as np
 import pytest
 
@@ -12,8 +14,9 @@ def test_peak_covers_a_short_lived_allocation():
     with PeakMemory() as quiet:
         pass
     with PeakMemory() as busy:
-        block = np.ones(64 * 2**20 // 8)  # 64 MiB, touched, then freed inside the block
+        block = np.ones(64 * 2**20 // 8)  # 64 MiB, touched, held for several samples, freed inside the block
         block += 1
+        time.sleep(0.2)
         del block
     assert busy.megabytes >= quiet.megabytes + 50
     with PeakMemory() as after:
