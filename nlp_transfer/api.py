@@ -205,18 +205,24 @@ def evaluate(run_or_model: str | Path, data: Any, **data_settings: Any) -> dict[
 
 def predict(run_or_model: str | Path | Any, inputs: Any, **data_settings: Any) -> list[dict[str, Any]]:
     """One dict per input: the text(s), the prediction and, for classification, each label's probability."""
-    from .data import read_table
     from .sources import resolve_data
 
     clf = load_model(run_or_model) if isinstance(run_or_model, (str, Path)) else run_or_model
     columns = dataclasses.replace(clf.data_config, **data_settings) if data_settings else clf.data_config
     if isinstance(inputs, str):
-        table = read_table(resolve_data(inputs, "predict"), "predict")
-        rows = [dict(zip(table, values)) for values in zip(*table.values())]
+        rows = _read_rows(resolve_data(inputs, "predict"), "predict")
     else:
         rows = [{columns.text_column: text} if isinstance(text, str) else dict(text) for text in inputs]
     clf.data_config = columns
     return _prediction_rows(clf, rows, columns)
+
+
+def _read_rows(source: Any, where: str) -> list[dict[str, Any]]:
+    """Any readable data source as a list of row dicts (their text columns are echoed in predictions)."""
+    from .data import read_table
+
+    table = read_table(source, where)
+    return [dict(zip(table, values)) for values in zip(*table.values())]
 
 
 def _prediction_rows(clf, rows: list[dict[str, Any]], columns: DataConfig) -> list[dict[str, Any]]:
@@ -233,16 +239,13 @@ def _prediction_rows(clf, rows: list[dict[str, Any]], columns: DataConfig) -> li
 
 
 def _write_predictions(folder: Path, clf, splits: Splits, config: RunConfig, is_main: bool) -> None:
-    from .data import read_table
     from .runs import write_jsonl
 
     for split in config.eval.splits:
         source = getattr(splits, split)
         if source is None:
             continue
-        table = read_table(source, f"data.{split}")
-        rows = [dict(zip(table, values)) for values in zip(*table.values())]
-        predictions = _prediction_rows(clf, rows, clf.data_config)
+        predictions = _prediction_rows(clf, _read_rows(source, f"data.{split}"), clf.data_config)
         if is_main:
             write_jsonl(folder / f"predictions-{split}.jsonl", predictions)
 

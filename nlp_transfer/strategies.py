@@ -17,7 +17,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from .config import STRATEGY_OPTIONS, FeatureExtractionOptions, FullOptions, LoraOptions, PartialOptions, build
+from .config import STRATEGY_OPTIONS, build
 from .errors import StrategyError, did_you_mean
 from .model import TransferModel
 
