@@ -5,6 +5,9 @@
     clf.fit("train.jsonl", epochs=3)
     clf.predict(["an example"])
 
+    from nlp_transfer import ImageClassifier                  # the same strategies on timm CNNs
+    clf = ImageClassifier.from_pretrained("resnet50", strategy="partial", unfreeze_last=1)
+
     from nlp_transfer import load_config, train, compare       # the run level, as the CLI uses it
     result = train(load_config("configs/offline/minilm-intents-lora.yaml", ["train.epochs=5"]))
 
@@ -20,6 +23,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "TextClassifier",
+    "ImageClassifier",
     "RunConfig",
     "load_config",
     "train",
@@ -41,6 +45,7 @@ __all__ = [
 # public name -> module that defines it; resolved on first access (PEP 562)
 _LAZY = {
     "TextClassifier": ".text",
+    "ImageClassifier": ".vision",
     "RunConfig": ".run_config",
     "load_config": ".run_config",
     "train": ".api",

@@ -23,7 +23,7 @@ from .memory import PeakMemory
 from .run_config import RunConfig, dump_config, load_config, resolve, with_overrides
 from .sources import Splits, load_splits
 
-__all__ = ["RunResult", "train", "fit_run", "write_run", "push_run", "load_model", "evaluate", "predict", "as_config"]
+__all__ = ["RunResult", "train", "fit_run", "build_classifier", "write_run", "push_run", "load_model", "evaluate", "predict", "as_config"]
 
 logger = logging.getLogger(__name__)
 
@@ -88,16 +88,8 @@ def train(config: RunConfig | str | Path, overrides: Sequence[str] = (), *, resu
 
 def fit_run(config: RunConfig, splits: Splits, *, resume: bool = False, checkpoint_dir: str | None = None) -> RunResult:
     """Build the classifier the config describes, fit it, and score the configured splits (no files)."""
-    from .text import TextClassifier
-
     config = resolve(config)
-    model = config.model
-    clf = TextClassifier.from_pretrained(
-        model.name_or_path, labels=model.labels, num_labels=model.num_labels, task=model.task,
-        strategy=config.strategy.name, pooling=model.pooling, pool_layers=model.pool_layers, head=model.head,
-        dropout=model.dropout, threshold=model.threshold, max_length=config.data.max_length, seed=config.train.seed,
-        trust_remote_code=model.trust_remote_code, allow_pickle=model.allow_pickle, random_init=model.random_init,
-        **config.strategy.options())
+    clf = build_classifier(config)
     started = time.perf_counter()
     with PeakMemory() as peak:
         settings = _fit_settings(config) | ({"checkpoint_dir": checkpoint_dir} if checkpoint_dir else {})
@@ -108,6 +100,24 @@ def fit_run(config: RunConfig, splits: Splits, *, resume: bool = False, checkpoi
     for split, scores in final.items():
         logger.info("%s: %s", split, ", ".join(f"{k}={v:.4f}" for k, v in scores.items() if isinstance(v, float)))
     return RunResult(config, final, history, fit_seconds, clf.parameter_summary(), clf, peak.megabytes, peak.kind)
+
+
+def build_classifier(config: RunConfig):
+    """The classifier `config.model` describes (text or vision), its strategy applied, not yet trained."""
+    model = config.model
+    common = dict(labels=model.labels, num_labels=model.num_labels, task=model.task, strategy=config.strategy.name,
+                  head=model.head, dropout=model.dropout, threshold=model.threshold, seed=config.train.seed,
+                  allow_pickle=model.allow_pickle, random_init=model.random_init, **config.strategy.options())
+    if model.type == "vision":
+        from .vision import ImageClassifier
+
+        return ImageClassifier.from_pretrained(model.name_or_path, image_size=model.image_size,
+                                               architecture=model.architecture, **common)
+    from .text import TextClassifier
+
+    return TextClassifier.from_pretrained(model.name_or_path, pooling=model.pooling, pool_layers=model.pool_layers,
+                                          max_length=config.data.max_length, trust_remote_code=model.trust_remote_code,
+                                          **common)
 
 
 def write_run(path: Path, result: RunResult, *, save_model: bool, splits: Splits | None = None) -> RunResult:
@@ -188,11 +198,18 @@ def push_run(run_or_model: str | Path, repo_id: str, *, private: bool = False, t
 
 
 def load_model(run_or_model: str | Path):
-    """The classifier saved in a run folder (or in a model folder)."""
+    """The classifier saved in a run folder (or in a model folder), text or vision."""
     from .runs import find_model_folder
+    from .saving import read_metadata
+
+    folder = find_model_folder(run_or_model)
+    if read_metadata(folder).modality == "vision":
+        from .vision import ImageClassifier
+
+        return ImageClassifier.load(folder)
     from .text import TextClassifier
 
-    return TextClassifier.load(find_model_folder(run_or_model))
+    return TextClassifier.load(folder)
 
 
 def evaluate(run_or_model: str | Path, data: Any, **data_settings: Any) -> dict[str, Any]:
@@ -204,17 +221,31 @@ def evaluate(run_or_model: str | Path, data: Any, **data_settings: Any) -> dict[
 
 
 def predict(run_or_model: str | Path | Any, inputs: Any, **data_settings: Any) -> list[dict[str, Any]]:
-    """One dict per input: the text(s), the prediction and, for classification, each label's probability."""
-    from .sources import resolve_data
+    """One dict per input: the text(s) or image path, the prediction and, for classification, each label's probability.
 
+    `inputs`: texts or images, or a data source (a file, ``support_intents:test``, an image folder).
+    """
     clf = load_model(run_or_model) if isinstance(run_or_model, (str, Path)) else run_or_model
     columns = dataclasses.replace(clf.data_config, **data_settings) if data_settings else clf.data_config
-    if isinstance(inputs, str):
-        rows = _read_rows(resolve_data(inputs, "predict"), "predict")
-    else:
-        rows = [{columns.text_column: text} if isinstance(text, str) else dict(text) for text in inputs]
     clf.data_config = columns
-    return _prediction_rows(clf, rows, columns)
+    return _prediction_rows(clf, _inputs_of(clf, inputs, "predict"))
+
+
+def _inputs_of(clf, source: Any, where: str) -> list[Any]:
+    """The examples to predict on, as a list: row dicts for text, images (paths, arrays) for vision."""
+    from .sources import resolve_data
+
+    if getattr(clf, "modality", "text") == "vision":
+        from .images import ImageColumns, looks_like_image
+
+        if isinstance(source, str) and not looks_like_image(source):
+            source = resolve_data(source, where)
+        return ImageColumns.from_source(source, clf.data_config, where, need_labels=False).images
+    if isinstance(source, str):
+        return _read_rows(resolve_data(source, where), where)
+    if isinstance(source, (list, tuple)):
+        return [{clf.data_config.text_column: text} if isinstance(text, str) else dict(text) for text in source]
+    return _read_rows(source, where)
 
 
 def _read_rows(source: Any, where: str) -> list[dict[str, Any]]:
@@ -225,12 +256,15 @@ def _read_rows(source: Any, where: str) -> list[dict[str, Any]]:
     return [dict(zip(table, values)) for values in zip(*table.values())]
 
 
-def _prediction_rows(clf, rows: list[dict[str, Any]], columns: DataConfig) -> list[dict[str, Any]]:
-    predicted, scores = clf.predict_with_scores(rows)
-    keep = [c for c in (columns.text_column, columns.text_pair_column) if c and rows and c in rows[0]]
+def _prediction_rows(clf, inputs: list[Any]) -> list[dict[str, Any]]:
+    predicted, scores = clf.predict_with_scores(inputs)
+    columns = clf.data_config
     out = []
-    for i, row in enumerate(rows):
-        item = {c: row[c] for c in keep}
+    for i, example in enumerate(inputs):
+        if isinstance(example, dict):  # a text row: echo its text columns
+            item = {c: example[c] for c in (columns.text_column, columns.text_pair_column) if c and c in example}
+        else:  # an image: echo its path (or its position, for an image in memory)
+            item = {columns.image_column: str(example) if isinstance(example, (str, Path)) else i}
         item["prediction"] = predicted[i]
         if scores is not None:
             item["probabilities"] = {str(label): round(float(p), 6) for label, p in zip(clf.labels, scores[i])}
@@ -245,7 +279,7 @@ def _write_predictions(folder: Path, clf, splits: Splits, config: RunConfig, is_
         source = getattr(splits, split)
         if source is None:
             continue
-        predictions = _prediction_rows(clf, _read_rows(source, f"data.{split}"), clf.data_config)
+        predictions = _prediction_rows(clf, _inputs_of(clf, source, f"data.{split}"))
         if is_main:
             write_jsonl(folder / f"predictions-{split}.jsonl", predictions)
 

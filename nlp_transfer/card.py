@@ -33,7 +33,8 @@ def model_card(meta: ModelMetadata, *, title: str | None = None, repo_id: str | 
                license: str | None = None) -> str:
     """Markdown with a Hub-readable YAML header. `results` maps split -> metrics (default: the
     evaluation kept with the model); `repo_id` makes the usage snippets load from the Hub."""
-    title = title or (repo_id.rsplit("/", 1)[-1] if repo_id else "nlp_transfer text classifier")
+    vision = meta.modality == "vision"
+    title = title or (repo_id.rsplit("/", 1)[-1] if repo_id else f"nlp_transfer {'image' if vision else 'text'} classifier")
     results = results if results is not None else ({"validation": meta.metrics} if meta.metrics else {})
     strategy = meta.strategy
     scratch = bool(strategy.get("random_init"))
@@ -41,7 +42,9 @@ def model_card(meta: ModelMetadata, *, title: str | None = None, repo_id: str | 
     lines = ["---", _header(meta, title, base, results, dataset, dataset_config, license), "---", "", f"# {title}", ""]
     origin = "randomly initialised weights (trained from scratch)" if scratch else f"`{meta.base_model}`"
     how = _STRATEGY_WORDS[strategy["name"]].format(**(strategy.get("options") or {}))
-    lines += [f"A {meta.task.replace('_', '-')} text classifier trained with nlp_transfer {meta.library_version} "
+    if vision:  # a CNN has a backbone of stages, not an encoder of layers
+        how = how.replace("encoder layers", "stages").replace("encoder", "backbone")
+    lines += [f"A {meta.task.replace('_', '-')} {'image' if vision else 'text'} classifier trained with nlp_transfer {meta.library_version} "
               f"from {origin}, strategy **{strategy['name']}**: {how}{' (merged into the encoder weights)' if strategy.get('merged') else ''}."]
     if meta.parameters:
         share = 100.0 * meta.parameters["trainable"] / max(meta.parameters["total"], 1)
@@ -60,7 +63,9 @@ def _header(meta: ModelMetadata, title: str, base: str | None, results: dict[str
     from huggingface_hub import EvalResult, ModelCardData
 
     hub_dataset = dataset if dataset and "/" in dataset else None
-    evals = [EvalResult(task_type="text-classification", dataset_type=hub_dataset or "custom",
+    vision = meta.modality == "vision"
+    pipeline = "image-classification" if vision else "text-classification"
+    evals = [EvalResult(task_type=pipeline, dataset_type=hub_dataset or "custom",
                         dataset_name=hub_dataset or dataset or "custom", dataset_config=dataset_config, dataset_split=split,
                         metric_type=metric, metric_value=float(scores[metric]))
              for split, scores in results.items() for metric in ("accuracy", "f1_macro", "pearsonr")
@@ -68,7 +73,11 @@ def _header(meta: ModelMetadata, title: str, base: str | None, results: dict[str
     tags = ["nlp-transfer", f"strategy-{meta.strategy['name']}", meta.task.replace("_", "-")]
     if meta.layout == "adapter":
         tags += ["peft", "lora"]
-    data = ModelCardData(library_name="nlp-transfer", base_model=base, pipeline_tag="text-classification", tags=tags,
+    # a folder in timm's format is a timm model on the Hub (its loading snippet, its widget)
+    library = "timm" if meta.layout in ("timm", "timm-backbone") else "nlp-transfer"
+    if vision:
+        tags += ["image-classification", "timm"] if library == "nlp-transfer" else ["image-classification"]
+    data = ModelCardData(library_name=library, base_model=base, pipeline_tag=pipeline, tags=tags,
                          datasets=[hub_dataset] if hub_dataset else None, license=license,
                          model_name=title if evals else None, eval_results=evals or None)
     return data.to_yaml()
@@ -88,8 +97,13 @@ def _results(results: dict[str, dict[str, Any]]) -> list[str]:
 def _training(meta: ModelMetadata, environment: dict[str, Any] | None) -> list[str]:
     settings = meta.training or {}
     rows = [(label, settings[key]) for key, label in _TRAINING_ROWS if key in settings]
-    rows += [("max length", meta.max_length), ("pooling", f"{meta.pooling} (top {meta.pool_layers} layer(s))"),
-             ("head", meta.head.get("kind"))]
+    if meta.modality == "vision":
+        size = ((meta.backbone or {}).get("preprocessing") or {}).get("input_size")
+        rows += [("architecture", meta.model_type), ("input size", "x".join(str(v) for v in size[1:]) if size else None),
+                 ("head", meta.head.get("kind"))]
+    else:
+        rows += [("max length", meta.max_length), ("pooling", f"{meta.pooling} (top {meta.pool_layers} layer(s))"),
+                 ("head", meta.head.get("kind"))]
     if environment:
         rows += [("processes", environment.get("processes")), ("device", environment.get("device")),
                  ("torch / transformers", f"{environment['packages'].get('torch')} / {environment['packages'].get('transformers')}")]
@@ -101,6 +115,8 @@ def _training(meta: ModelMetadata, environment: dict[str, Any] | None) -> list[s
 
 def _usage(meta: ModelMetadata, repo_id: str | None) -> list[str]:
     where = repo_id or "path/to/model"
+    if meta.modality == "vision":
+        return _vision_usage(meta, where, repo_id)
     lines = ["## Use", "", "```python", "from nlp_transfer import TextClassifier", "",
              f'clf = TextClassifier.from_pretrained("{where}")', 'clf.predict(["an example text"])', "```", ""]
     if meta.layout == "transformers":
@@ -113,6 +129,25 @@ def _usage(meta: ModelMetadata, repo_id: str | None) -> list[str]:
                   "save or push with `merge_lora=True` for weights that need neither.", ""]
     else:
         lines += ["`encoder/` is a plain transformers encoder folder (`AutoModel`); `head.safetensors` is the head.", ""]
+    return lines
+
+
+def _vision_usage(meta: ModelMetadata, where: str, repo_id: str | None) -> list[str]:
+    lines = ["## Use", "", "```python", "from nlp_transfer import ImageClassifier", "",
+             f'clf = ImageClassifier.from_pretrained("{where}")', 'clf.predict(["photo.jpg"])', "```", ""]
+    if meta.layout == "timm":
+        n = meta.num_outputs
+        load = (f'timm.create_model("hf-hub:{repo_id}", pretrained=True)' if repo_id else
+                f'timm.create_model("{meta.model_type}", pretrained=True, num_classes={n},\n'
+                f'                          pretrained_cfg_overlay=dict(file="{where}/model.safetensors", num_classes={n}))')
+        lines += ["`config.json` and `model.safetensors` are in timm's own format (the head is the architecture's "
+                  "classifier), so timm loads the model without nlp_transfer:", "", "```python", "import timm", "",
+                  f"model = {load}", "```", ""]
+    elif meta.layout == "adapter":
+        lines += [f"`adapter/` is a peft LoRA adapter for `{meta.base_model}` and `head.safetensors` the head; "
+                  "save or push with `merge_lora=True` for plain timm weights.", ""]
+    else:
+        lines += ["`model.safetensors` is the timm backbone (timm's format, no classifier); `head.safetensors` is the head.", ""]
     return lines
 
 

@@ -133,7 +133,7 @@ class Classifier:
         resolved = resolve_training(training, self.strategy.name)
         train_ex, eval_ex = self._train_and_eval_examples(train, eval_data, resolved, data_config)
         metric = self._check_best_metric(resolved, eval_ex is not None)
-        train_set = self._dataset(train_ex, self.task.encode(train_ex.labels, self.label2id, "train"))
+        train_set = self._training_dataset(train_ex, self.task.encode(train_ex.labels, self.label2id, "train"))
         eval_set = self._dataset(eval_ex, self.task.encode(eval_ex.labels, self.label2id, "eval_data")) if eval_ex else None
 
         from accelerate.utils import set_seed
@@ -242,8 +242,6 @@ class Classifier:
 
     def _train_and_eval_examples(self, train: Any, eval_data: Any, settings: TrainingConfig, data_config: DataConfig):
         """Read and check all data; only then adopt its labels and column settings."""
-        from .data import split_validation
-
         train_ex = self._examples(train, data_config, "train", need_labels=True)
         eval_ex = None
         if eval_data is not None:
@@ -254,7 +252,7 @@ class Classifier:
         self.data_config = data_config
         self._adopt_inputs(train_ex)
         if eval_ex is None and data_config.validation_split > 0:
-            train_ex, eval_ex = split_validation(train_ex, data_config.validation_split, settings.seed)
+            train_ex, eval_ex = self._split_examples(train_ex, data_config.validation_split, settings.seed)
             logger.info("No eval_data: holding out %d of the training examples for evaluation.", len(eval_ex))
         return train_ex, eval_ex
 
@@ -291,15 +289,16 @@ class Classifier:
         """With a frozen backbone, run it once (or load its output from disk) and train the head on the features."""
         disk = self._feature_cache(settings)
         sets = [train_set] if eval_set is None else [train_set, eval_set]
-        found = [disk.load(dataset) if disk is not None else None for dataset in sets]
+        found = [disk.load(self._encoding_view(dataset)) if disk is not None else None for dataset in sets]
         accelerator.wait_for_everyone()  # every process decides hit or miss before anyone writes
         features = []
         for dataset, hit in zip(sets, found):
             if hit is None:
-                hit = encode_features(self.model.backbone, self._eval_loader(dataset, settings.eval_batch_size, collate),
+                view = self._encoding_view(dataset)
+                hit = encode_features(self.model.backbone, self._eval_loader(view, settings.eval_batch_size, collate),
                                       accelerator)
                 if disk is not None and accelerator.is_main_process:
-                    disk.store(dataset, hit)
+                    disk.store(view, hit)
             features.append(hit)
         accelerator.wait_for_everyone()
         cached_train = FeatureDataset(features[0], train_set.targets, train_set.lengths)
@@ -343,6 +342,20 @@ class Classifier:
 
     def _dataset(self, examples: Any, targets: torch.Tensor | None) -> Dataset:
         raise NotImplementedError
+
+    def _training_dataset(self, examples: Any, targets: torch.Tensor | None) -> Dataset:
+        """The training set; differs from `_dataset` where training adds randomness (image augmentation)."""
+        return self._dataset(examples, targets)
+
+    def _encoding_view(self, dataset: Dataset) -> Dataset:
+        """What cached features are computed from: the same examples without training randomness."""
+        return dataset
+
+    def _split_examples(self, examples: Any, share: float, seed: int) -> tuple[Any, Any]:
+        """A seeded hold-out of `share` of the examples (when no eval_data is given)."""
+        from .data import split_validation
+
+        return split_validation(examples, share, seed)
 
     def _check_same_inputs(self, train: Any, eval_data: Any, config: DataConfig) -> None:
         """Raise when evaluation data lacks an input the training data has."""

@@ -93,13 +93,16 @@ class TrainingConfig:
 
 @dataclass
 class DataConfig:
-    """Where the text and labels are in the user's data, and how text becomes tokens."""
+    """Where the inputs and labels are in the user's data, and how text becomes tokens and images become tensors."""
 
     text_column: str = _f("text", "Column with the text (the first sentence for pairs).")
     text_pair_column: str | None = _f("text_pair", "Column with the second sentence of a pair; used when present.")
     label_column: str = _f("label", "Column with the label: a name, a list of names (multi-label) or a number (regression).")
     max_length: int = _f(128, "Longer texts are truncated to this many tokens.")
     validation_split: float = _f(0.1, "Share of train held out (seeded) for evaluation when no eval_data is given; 0 disables.")
+    image_column: str = _f("image", "Images: the column with image paths (relative to the data file) or images.")
+    augment: bool = _f(True, "Images: light training augmentation (random resized crop of 70-100%); none for evaluation.")
+    hflip: bool = _f(True, "Images: with augment, also flip training images left-right (turn off for digits, text, ...).")
 
     def __post_init__(self) -> None:
         _validate_fields(self)

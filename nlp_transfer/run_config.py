@@ -60,9 +60,12 @@ _STRATEGY_NAMES = tuple(STRATEGY_OPTIONS)
 
 @dataclass
 class ModelSection:
-    """The pretrained model and the head put on it (the arguments of `TextClassifier.from_pretrained`)."""
+    """The pretrained model and the head put on it (the arguments of `TextClassifier.from_pretrained`
+    or, with type vision, `ImageClassifier.from_pretrained`)."""
 
-    name_or_path: str = _f(DEFAULT_MODEL, "Hub id or local folder of the pretrained encoder.")
+    type: Literal["text", "vision"] = _f("text", "text: a Hugging Face encoder (transformers); vision: a timm image model.")
+    name_or_path: str = _f(DEFAULT_MODEL, "Hub id or local folder of the pretrained encoder (vision: a timm name, "
+                                          "hf-hub: id, timm folder or weights file).")
     task: Literal["single_label", "multi_label", "regression"] = _f("single_label", "What the head predicts.")
     labels: list[Any] | None = _f(None, "Label names in output order; default: the sorted labels of the training data.")
     num_labels: int | None = _f(None, "Number of labels, when they are integer ids 0..n-1 not all present in train.")
@@ -74,11 +77,16 @@ class ModelSection:
     random_init: bool = _f(False, "Same architecture, random weights: the from-scratch control.")
     trust_remote_code: bool = _f(False, "Run model code from the Hub repository (only for sources you trust).")
     allow_pickle: bool = _f(False, "Allow loading .bin/.pt pickle weights (can run code; only for files you trust).")
+    image_size: int | None = _f(None, "Vision: input resolution in pixels; default the model's own (e.g. 224).")
+    architecture: str | None = _f(None, "Vision: the timm architecture of a weights file that has no config.json beside it.")
 
     def __post_init__(self) -> None:
         _validate_fields(self)
         if not self.name_or_path:
             raise ConfigError("name_or_path is empty; give a Hub id or a local model folder.")
+        if self.type == "vision" and self.name_or_path == DEFAULT_MODEL:
+            raise ConfigError(f"model.type is vision but name_or_path is the default text model {DEFAULT_MODEL!r}; "
+                              "set model.name_or_path to a timm model (e.g. resnet50) or a timm weights folder.")
 
 
 @dataclass

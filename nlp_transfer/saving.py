@@ -9,6 +9,14 @@ of:
 - ``encoder``: ``encoder/`` (a plain ``save_pretrained`` folder) + ``head.safetensors``;
 - ``adapter``: ``adapter/`` (a peft LoRA adapter) + ``head.safetensors``; the base model is named
   in the metadata and in the adapter config.
+
+Vision models (timm) use timm's own format, so timm loads them without nlp_transfer:
+
+- ``timm``: ``config.json`` + ``model.safetensors`` as timm's ``save_for_hf`` writes them, the head
+  in the architecture's own classifier (e.g. ResNet's ``fc``);
+- ``timm-backbone``: the same without a classifier (``num_classes=0``) + ``head.safetensors``, for
+  heads timm has no equivalent of;
+- ``adapter``: as for text, with a timm base model.
 """
 
 from __future__ import annotations
@@ -58,6 +66,7 @@ class ModelMetadata:
     training: dict[str, Any] | None = None
     metrics: dict[str, Any] | None = None
     parameters: dict[str, int] | None = None
+    backbone: dict[str, Any] | None = None  # modality-specific settings (vision: architecture, model_args, preprocessing)
     library_version: str = ""
     format_version: int = FORMAT_VERSION
 

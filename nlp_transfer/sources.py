@@ -50,16 +50,16 @@ def resolve_data(spec: str, where: str = "data") -> Any:
     name, sep, split = spec.partition(":")
     if sep and bundled_dataset(name) is not None:
         return _bundled_split(name, split, where)
-    if not Path(spec).is_file():
-        raise DataError(f"{where}: data file {spec!r} does not exist. Give a .csv/.jsonl/... file, or a bundled "
+    if not Path(spec).exists():  # a file, or a folder of images
+        raise DataError(f"{where}: data file {spec!r} does not exist. Give a .csv/.jsonl/... file (or an image folder), or a bundled "
                         f"split such as 'support_intents:test' (bundled datasets: {', '.join(BUNDLED_DATASETS)}).")
     return spec
 
 
 def _load(data: DataSection, split: str, where: str) -> Any:
     if data.dataset is None:
-        if not Path(split).is_file():
-            raise DataError(f"{where}: data file {split!r} does not exist. Check the path (relative paths are "
+        if not Path(split).exists():  # a file, or a folder of images
+            raise DataError(f"{where}: data file or folder {split!r} does not exist. Check the path (relative paths are "
                             "read from the current folder), or set data.dataset to read split names from a dataset.")
         return split
     if bundled_dataset(data.dataset) is not None:

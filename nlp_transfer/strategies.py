@@ -116,6 +116,11 @@ class Lora(Strategy):
                 f"Its Linear layers are: {', '.join(available)}. Set target_modules to some of them."
             )
 
+    def _kept_in_eval(self, model: TransferModel) -> list[nn.Module]:
+        # The base weights are frozen, BatchNorm statistics included: the saved adapter must
+        # reproduce the model, and a moving running mean is not in it.
+        return [m for m in model.backbone.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+
     def _targets(self, backbone: nn.Module) -> list[str]:
         return list(self.options.target_modules or backbone.default_lora_targets())
 

@@ -159,3 +159,49 @@ def _one_torch_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(previous)
+
+
+# --------------------------------------------------------------------------- vision
+TINY_RESNET = dict(layers=[1, 1, 1, 1], channels=(8, 16, 32, 64), stem_width=8)
+IMAGE_SIZE = 32
+
+
+@pytest.fixture(scope="session")
+def resnet_dir(tmp_path_factory) -> Path:
+    """A tiny random timm ResNet (pretrained=False) saved in timm's own format (config.json + model.safetensors)."""
+    import timm
+    import torch
+    from timm.models._hub import save_for_hf
+
+    torch.manual_seed(0)
+    folder = tmp_path_factory.mktemp("models") / "resnet"
+    model = timm.create_model("resnet18", pretrained=False, num_classes=0, **TINY_RESNET)
+    save_for_hf(model, str(folder), safe_serialization=True)
+    return folder
+
+
+def square_images(n: int, seed: int = 0, size: int = 24):
+    """Learnable toy images: 'bright' images carry a bright square on a dark noisy background, 'dark' ones do not."""
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    images, labels = [], []
+    for i in range(n):
+        image = rng.integers(0, 70, (size, size, 3)).astype(np.uint8)
+        if i % 2:
+            x, y = rng.integers(0, size // 2, 2)
+            image[y : y + size // 2, x : x + size // 2] = rng.integers(190, 256)
+        images.append(image)
+        labels.append("bright" if i % 2 else "dark")
+    return np.stack(images), labels
+
+
+def image_folder(root: Path, n: int, seed: int = 0) -> Path:
+    """`square_images` written as an ImageFolder tree: root/<label>/<i>.png."""
+    from PIL import Image
+
+    images, labels = square_images(n, seed)
+    for i, (image, label) in enumerate(zip(images, labels)):
+        (root / label).mkdir(parents=True, exist_ok=True)
+        Image.fromarray(image).save(root / label / f"{i}.png")
+    return root

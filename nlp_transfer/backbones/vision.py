@@ -1,0 +1,221 @@
+"""timm image models (ResNet and other CNNs) as backbones: loading, layer groups, LoRA targets, timm format.
+
+The layer groups are timm's own (`model.group_matcher(coarse=True)`: the stem, then one group per
+stage, e.g. ResNet's layer1..layer4), so the strategies freeze and unfreeze stages exactly as
+timm's own fine-tuning tools group them.
+
+    >>> backbone = load_vision_backbone("resnet18")                  # pretrained, from the Hub (online)
+    >>> backbone = load_vision_backbone("path/to/model.safetensors") # offline: a timm weights file
+    >>> backbone(pixel_values=torch.randn(2, 3, 224, 224)).shape     # torch.Size([2, 512])
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from ..errors import ModelLoadError, StrategyError, did_you_mean
+
+__all__ = ["VisionBackbone", "load_vision_backbone", "timm_config", "TIMM_CONFIG_FILE", "TIMM_WEIGHTS_FILE"]
+
+logger = logging.getLogger(__name__)
+
+TIMM_CONFIG_FILE = "config.json"  # the names timm's `save_for_hf` / `hf-hub:` loading use
+TIMM_WEIGHTS_FILE = "model.safetensors"
+_TOP_GROUP = 99999  # timm's group id for layers above the last stage (e.g. EfficientNet's conv_head)
+
+
+class VisionBackbone(nn.Module):
+    """A timm model without its classifier (``num_classes=0``): images -> pooled features [batch, num_features]."""
+
+    def __init__(self, encoder: nn.Module, architecture: str, model_args: dict[str, Any] | None = None,
+                 pretrained_cfg: dict[str, Any] | None = None) -> None:
+        super().__init__()
+        self.encoder = encoder
+        self.architecture = architecture
+        self.model_args = dict(model_args or {})  # constructor arguments beyond the architecture (e.g. channels)
+        self.pretrained_cfg = dict(pretrained_cfg or getattr(self.base_encoder, "pretrained_cfg", {}) or {})
+        self.feature_size = int(self.base_encoder.num_features)
+        self.pooling = "avg"
+        self.pool_layers = 1
+        self._groups = _layer_groups(self.base_encoder)
+        if len(self._groups) < 2:
+            raise StrategyError(f"Cannot find the stages of this {architecture}; use strategy='full' or 'feature_extraction'.")
+
+    @property
+    def base_encoder(self) -> nn.Module:
+        """The plain timm model, also when peft has wrapped it."""
+        return self.encoder.get_base_model() if hasattr(self.encoder, "get_base_model") else self.encoder
+
+    @property
+    def model_type(self) -> str:
+        return self.architecture
+
+    def forward(self, pixel_values: torch.Tensor) -> torch.Tensor:
+        return self.encoder(pixel_values)
+
+    def stem(self) -> nn.Module:
+        return nn.ModuleList(self._modules_of(self._groups[0]))
+
+    def blocks(self) -> list[nn.Module]:
+        """The stages, bottom to top (what timm groups as blocks)."""
+        return [nn.ModuleList(self._modules_of(names)) for names in self._groups[1:]]
+
+    def default_lora_targets(self) -> list[str]:
+        """Every (non-grouped) convolution and linear layer of the top two stages."""
+        base = self.base_encoder
+        modules = dict(base.named_modules())
+        top = [name for names in self._groups[-2:] for name in names]
+        targets = [name for prefix in top for name, module in modules.items()
+                   if (name == prefix or name.startswith(prefix + ".")) and _adaptable(module)]
+        return sorted(set(targets))
+
+    def linear_layer_names(self) -> list[str]:
+        """Names LoRA accepts: full dotted names and the short names they end with (peft matches both)."""
+        names = [name for name, module in self.base_encoder.named_modules() if _adaptable(module)]
+        return sorted(set(names) | {name.rsplit(".", 1)[-1] for name in names})
+
+    def data_config(self, image_size: int | None = None) -> dict[str, Any]:
+        """timm's preprocessing for this model (input size, mean, std, interpolation, crop), optionally resized."""
+        from timm.data import resolve_data_config
+
+        config = resolve_data_config({}, model=self.base_encoder)
+        if image_size is not None:
+            config["input_size"] = (config["input_size"][0], image_size, image_size)
+        return config
+
+    def _modules_of(self, names: list[str]) -> list[nn.Module]:
+        modules = dict(self.base_encoder.named_modules())
+        return [modules[name] for name in names]
+
+
+def _adaptable(module: nn.Module) -> bool:
+    """LoRA fits Linear layers and ordinary (not grouped or depthwise) convolutions."""
+    return isinstance(module, nn.Linear) or (isinstance(module, nn.Conv2d) and module.groups == 1)
+
+
+def _layer_groups(model: nn.Module) -> list[list[str]]:
+    """Module names per coarse group, bottom to top: [stem, stage 1, ..., stage N] (top-level extras left out)."""
+    from timm.models._manipulate import group_modules
+
+    if not hasattr(model, "group_matcher"):
+        return []
+    grouped = group_modules(model, model.group_matcher(coarse=True))
+    ordered = [names for group_id, names in sorted(grouped.items()) if group_id < _TOP_GROUP]
+    return [_top_level(names) for names in ordered]
+
+
+def _top_level(names: list[str]) -> list[str]:
+    """The outermost modules of a group (layer1, not layer1.0.conv1), so a group is a few modules."""
+    names = sorted(set(names))
+    kept: list[str] = []
+    for name in names:
+        if not any(name.startswith(parent + ".") for parent in kept):
+            kept.append(name)
+    return kept
+
+
+def timm_config(folder: Path) -> dict[str, Any] | None:
+    """timm's config.json in `folder` (architecture, num_classes, pretrained_cfg, model_args), or None."""
+    path = Path(folder) / TIMM_CONFIG_FILE
+    if not path.is_file():
+        return None
+    try:
+        config = json.loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise ModelLoadError(f"{path} is damaged ({error}).") from error
+    return config if isinstance(config, dict) and "architecture" in config else None
+
+
+def load_vision_backbone(name_or_path: str, *, architecture: str | None = None, random_init: bool = False,
+                         allow_pickle: bool = False) -> VisionBackbone:
+    """A timm backbone from a model name (pretrained weights from the Hub, online), an ``hf-hub:`` id,
+    a folder in timm's format (config.json + model.safetensors) or a weights file.
+
+    A weights file needs its architecture: from a config.json beside it, or `architecture`.
+    ``random_init=True`` builds the architecture with random weights (the caller seeds the RNG).
+    """
+    import timm
+
+    path = Path(name_or_path)
+    if path.exists() or name_or_path.startswith((".", "/", "~")):
+        return _load_local(path, architecture, random_init, allow_pickle)
+    name = name_or_path.removeprefix("timm/") if name_or_path.startswith("timm/") and "." in name_or_path else name_or_path
+    if not name.startswith("hf-hub:"):
+        _check_known(name)
+    try:
+        encoder = timm.create_model(name, pretrained=not random_init, num_classes=0)
+    except Exception as error:  # timm raises RuntimeError/OSError/HF errors when the weights cannot be fetched
+        raise ModelLoadError(
+            f"Could not load the timm model {name_or_path!r} with pretrained weights: {error}. Offline, give a "
+            "local weights file (model.safetensors with its config.json, or architecture=...) or a folder saved "
+            "by timm's save_for_hf; random_init=True builds the architecture without weights."
+        ) from error
+    architecture = name.split(":", 1)[-1].split("/")[-1] if name.startswith("hf-hub:") else name
+    architecture = encoder.pretrained_cfg.get("architecture", architecture) if hasattr(encoder, "pretrained_cfg") else architecture
+    logger.info("Loaded timm %s%s", name_or_path, " (random weights)" if random_init else "")
+    return VisionBackbone(encoder, architecture)
+
+
+def _check_known(name: str) -> None:
+    import timm
+
+    base = name.split(".", 1)[0]  # resnet50.a1_in1k: architecture.pretrained_tag
+    if base not in timm.list_models():
+        raise ModelLoadError(f"Unknown timm model {name!r}: {did_you_mean(base, timm.list_models())} "
+                             "(timm.list_models() lists them all.)")
+
+
+def _load_local(path: Path, architecture: str | None, random_init: bool, allow_pickle: bool) -> VisionBackbone:
+    import timm
+
+    folder, weights = (path, path / TIMM_WEIGHTS_FILE) if path.is_dir() else (path.parent, path)
+    if not path.exists():
+        raise ModelLoadError(f"Model file or folder {str(path)!r} does not exist. Check the path, or give a timm model name.")
+    config = timm_config(folder) or {}
+    architecture = architecture or config.get("architecture")
+    if architecture is None:
+        raise ModelLoadError(f"{str(path)!r} does not say which architecture its weights are for: put timm's config.json "
+                             "beside it (timm's save_for_hf writes one) or pass architecture='resnet50' (for example).")
+    _check_known(architecture)
+    if weights.suffix in (".bin", ".pt", ".pth") and not allow_pickle:
+        raise ModelLoadError(f"{str(weights)!r} is a pickle file, which can run code when loaded. Convert it to "
+                             "safetensors, or, if you trust the file, pass allow_pickle=True.")
+    if not random_init and not weights.is_file():
+        raise ModelLoadError(f"{str(folder)!r} has no {TIMM_WEIGHTS_FILE}; give the weights file or the folder that holds it.")
+    # timm records the constructor arguments; the classifier is ours to choose
+    model_args = {k: v for k, v in (config.get("model_args") or {}).items() if k != "num_classes"}
+    encoder = timm.create_model(architecture, pretrained=False, num_classes=0, **model_args)
+    if not random_init:
+        _load_weights(encoder, weights)
+    if config.get("pretrained_cfg"):  # keep the preprocessing the weights were trained with
+        encoder.pretrained_cfg = {**encoder.pretrained_cfg, **config["pretrained_cfg"]}
+    logger.info("Loaded timm %s from %s%s", architecture, path, " (random weights)" if random_init else "")
+    return VisionBackbone(encoder, architecture, model_args, encoder.pretrained_cfg)
+
+
+def _load_weights(encoder: nn.Module, weights: Path) -> None:
+    """Weights into a classifier-less timm model; a saved classifier (timm's own head) is left out."""
+    if weights.suffix == ".safetensors":
+        from ..saving import load_tensors
+
+        state = load_tensors(weights)
+    else:  # pickle allowed by the caller: tensors only, never arbitrary objects
+        state = torch.load(weights, map_location="cpu", weights_only=True)
+    own = encoder.state_dict()
+    dropped = sorted(k for k in state if k not in own)
+    missing = sorted(k for k in own if k not in state)
+    if missing:
+        raise ModelLoadError(f"{str(weights)!r} does not fit {type(encoder).__name__}: {len(missing)} weights missing "
+                             f"(first: {missing[:3]}). Is the architecture right?")
+    try:
+        encoder.load_state_dict({k: v for k, v in state.items() if k in own})
+    except RuntimeError as error:
+        raise ModelLoadError(f"{str(weights)!r} does not fit this architecture: {error}") from error
+    if dropped:
+        logger.debug("Left out %d weights not in the backbone (its old classifier): %s", len(dropped), dropped[:4])

@@ -1,0 +1,227 @@
+"""Reading the user's images, checking them, and turning them into tensors with the model's own preprocessing.
+
+Accepted sources: an ImageFolder-style directory (one sub-folder of images per class), a CSV/JSONL
+(or any table `read_table` reads) with an image column of paths (relative to the file) and a label
+column, a `datasets` image dataset, a list of dicts, or in-memory ``(images, labels)`` arrays.
+Every file is opened (header only) before training, so a broken image fails in seconds, by name.
+
+    >>> images = ImageColumns.from_source("photos/", DataConfig(), where="train", need_labels=True)
+    >>> dataset = ImageDataset(images, targets, transform=eval_transform(data_config))
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from .config import DataConfig
+from .errors import DataError
+
+__all__ = ["IMAGE_EXTENSIONS", "ImageColumns", "ImageDataset", "ImageCollator", "make_transform", "looks_like_image"]
+
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm", ".pgm")
+
+
+def looks_like_image(value: Any) -> bool:
+    """True for a path to one image file (as opposed to a data table or folder)."""
+    return isinstance(value, (str, Path)) and Path(value).suffix.lower() in IMAGE_EXTENSIONS
+
+
+@dataclass(frozen=True)
+class ImageColumns:
+    """Validated images (paths, PIL images or arrays) and their labels (when present)."""
+
+    images: list[Any]
+    labels: list[Any] | None
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def take(self, rows: Sequence[int]) -> ImageColumns:
+        return ImageColumns([self.images[i] for i in rows], [self.labels[i] for i in rows] if self.labels is not None else None)
+
+    @classmethod
+    def from_source(cls, source: Any, config: DataConfig, where: str, need_labels: bool) -> ImageColumns:
+        if isinstance(source, (str, Path)) and Path(source).is_dir():
+            columns = _image_folder(Path(source), where)
+        elif looks_like_image(source) or _is_image(source):
+            columns = cls([source], None)
+        elif isinstance(source, tuple) and len(source) == 2 and not isinstance(source[0], (str, dict)):
+            images, labels = source  # (images, labels) in memory
+            columns = cls(list(images), list(labels))
+            if len(columns.images) != len(columns.labels):
+                raise DataError(f"{where}: {len(columns.images)} images but {len(columns.labels)} labels.")
+        elif isinstance(source, (list, tuple, np.ndarray)) and len(source) and not isinstance(source[0], dict):
+            columns = cls(list(source), None)  # bare images for predict
+        else:
+            columns = _from_table(source, config, where)
+        if not columns.images:
+            raise DataError(f"{where}: the data is empty (no images).")
+        if need_labels and columns.labels is None:
+            raise DataError(f"{where}: no labels. Give a folder with one sub-folder per class, a table with a "
+                            f"{config.label_column!r} column, or (images, labels).")
+        _check_readable(columns.images, where)
+        return columns
+
+
+def _is_image(value: Any) -> bool:
+    """One image (not a batch): a PIL image, an [H, W] array or an [H, W, C] array with 1, 3 or 4 channels."""
+    if type(value).__module__.startswith("PIL."):
+        return True
+    return isinstance(value, np.ndarray) and (value.ndim == 2 or (value.ndim == 3 and value.shape[-1] in (1, 3, 4)))
+
+
+def _image_folder(root: Path, where: str) -> ImageColumns:
+    classes = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+    if not classes:
+        files = [p for p in root.iterdir() if p.suffix.lower() in IMAGE_EXTENSIONS]
+        if files:  # a flat folder of images: something to predict on
+            return ImageColumns(sorted(str(p) for p in files), None)
+        raise DataError(f"{where}: {str(root)!r} has no class sub-folders and no images. Lay it out as "
+                        f"{root}/<label>/<image>.png, one sub-folder per class.")
+    images, labels = [], []
+    for folder in classes:
+        files = sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file())
+        if not files:
+            raise DataError(f"{where}: the class folder {str(folder)!r} has no images ({', '.join(IMAGE_EXTENSIONS[:4])}, ...). "
+                            "Add images or remove the folder.")
+        images += [str(p) for p in files]
+        labels += [folder.name] * len(files)
+    return ImageColumns(images, labels)
+
+
+def _from_table(source: Any, config: DataConfig, where: str) -> ImageColumns:
+    from .data import read_table
+
+    table = read_table(source, where)
+    column = config.image_column
+    if column not in table:
+        raise DataError(f"{where}: no image column {column!r}; columns found: {sorted(table)}. "
+                        "Set image_column to the column that holds image paths (or images).")
+    images = table[column]
+    base = Path(source).parent if isinstance(source, (str, Path)) else None
+    resolved = []
+    for row, image in enumerate(images):
+        if image is None or (isinstance(image, str) and not image.strip()):
+            raise DataError(f"{where}: row {row} has an empty {column!r}; drop it or give the image path.")
+        if isinstance(image, dict):  # a datasets Image feature not decoded: {"bytes": ..., "path": ...}
+            image = image.get("bytes") or image.get("path")
+        if isinstance(image, str) and base is not None and not Path(image).is_absolute():
+            image = str(base / image)  # paths in a data file are relative to that file
+        resolved.append(image)
+    return ImageColumns(resolved, table.get(config.label_column))
+
+
+def _check_readable(images: list[Any], where: str) -> None:
+    from PIL import Image, UnidentifiedImageError
+
+    for image in images:
+        if isinstance(image, (str, Path)):
+            if not Path(image).is_file():
+                raise DataError(f"{where}: image file {str(image)!r} does not exist.")
+            try:
+                with Image.open(image) as opened:
+                    opened.verify()  # reads the header and structure, not every pixel
+            except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as error:
+                raise DataError(f"{where}: cannot read the image {str(image)!r} ({error}). Remove or replace the file.") from error
+        elif isinstance(image, np.ndarray):
+            if image.ndim not in (2, 3) or (image.ndim == 3 and image.shape[-1] not in (1, 3, 4)):
+                raise DataError(f"{where}: an image array must be [H, W] or [H, W, C] with C in 1, 3, 4; got shape {image.shape}.")
+        elif not isinstance(image, bytes) and not type(image).__module__.startswith("PIL."):
+            raise DataError(f"{where}: cannot use {type(image).__name__} as an image; give file paths, PIL images or arrays.")
+
+
+def open_rgb(image: Any):
+    """Any accepted image as an RGB PIL image: grayscale is repeated, transparency laid on white."""
+    from PIL import Image
+
+    if isinstance(image, (str, Path)):
+        with Image.open(image) as opened:
+            picture = opened.copy()
+    elif isinstance(image, bytes):
+        picture = Image.open(io.BytesIO(image))
+    elif isinstance(image, np.ndarray):
+        array = image.squeeze(-1) if image.ndim == 3 and image.shape[-1] == 1 else image
+        if array.dtype != np.uint8:  # floats in [0, 1] or any numeric range: scale to bytes
+            low, high = float(array.min()), float(array.max())
+            array = ((array - low) / (high - low or 1.0) * 255).round().astype(np.uint8) if high > 1.0 or low < 0 \
+                else (array * 255).round().astype(np.uint8)
+        picture = Image.fromarray(array)
+    else:
+        picture = image
+    if picture.mode in ("RGBA", "LA", "PA") or (picture.mode == "P" and "transparency" in picture.info):
+        background = Image.new("RGB", picture.size, (255, 255, 255))
+        background.paste(picture.convert("RGBA"), mask=picture.convert("RGBA").getchannel("A"))
+        return background
+    return picture.convert("RGB")
+
+
+def make_transform(data_config: dict[str, Any], training: bool, augment: bool = True, hflip: bool = True):
+    """timm's transforms for the model's data config. Training with `augment`: a mild random resized
+    crop (70-100% of the image) and, with `hflip`, horizontal flips; no colour jitter (small data
+    needs the images it has, not new colours). Otherwise: resize, centre crop, normalise."""
+    from timm.data import create_transform
+
+    if not training or not augment:
+        return create_transform(**data_config, is_training=False)
+    return create_transform(**{k: v for k, v in data_config.items() if k not in ("crop_pct", "crop_mode")},
+                            is_training=True, scale=(0.7, 1.0), hflip=0.5 if hflip else 0.0, color_jitter=None)
+
+
+class ImageDataset(Dataset):
+    """Images (decoded lazily, one at a time) with their targets and row indices."""
+
+    def __init__(self, columns: ImageColumns, targets: torch.Tensor | None, transform, eval_transform=None) -> None:
+        self.images = columns.images
+        self.targets = targets
+        self.transform = transform
+        self.eval_transform = eval_transform or transform
+        self.lengths = [1] * len(self.images)  # every image is the same size after preprocessing
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        item: dict[str, Any] = {"pixel_values": self.transform(open_rgb(self.images[index])), "index": index}
+        if self.targets is not None:
+            item["labels"] = self.targets[index]
+        return item
+
+    def deterministic(self) -> ImageDataset:
+        """The same images through the evaluation transform (what cached features are computed from)."""
+        return ImageDataset(ImageColumns(self.images, None), self.targets, self.eval_transform)
+
+    def fingerprint(self) -> str:
+        """Stands for the inputs of every example: file path, size and modification time, or the pixels
+        of in-memory images, plus the preprocessing."""
+        digest = hashlib.sha256(repr(self.transform).encode())
+        for image in self.images:
+            if isinstance(image, (str, Path)):
+                stat = Path(image).stat()
+                digest.update(f"{Path(image).resolve()}:{stat.st_size}:{stat.st_mtime_ns}".encode())
+            elif isinstance(image, bytes):
+                digest.update(image)
+            else:
+                array = np.asarray(image)
+                digest.update(f"{array.shape}:{array.dtype}".encode())
+                digest.update(np.ascontiguousarray(array).tobytes())
+        return digest.hexdigest()
+
+
+class ImageCollator:
+    """Stacks preprocessed images into one tensor."""
+
+    def __call__(self, items: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
+        batch = {"pixel_values": torch.stack([item["pixel_values"] for item in items]),
+                 "index": torch.tensor([item["index"] for item in items], dtype=torch.long)}
+        if "labels" in items[0]:
+            batch["labels"] = torch.stack([torch.as_tensor(item["labels"]) for item in items])
+        return batch

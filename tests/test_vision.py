@@ -1,0 +1,217 @@
+"""The strategy matrix on a tiny timm ResNet, plus image data, timm format and the errors of bad images.
+
+A user relies on the same promises as for text: each strategy trains exactly what it says, frozen
+weights and BatchNorm statistics stay as they were, a saved model (and timm itself) reloads it to
+the same predictions, and training lowers the loss.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from conftest import IMAGE_SIZE, image_folder, square_images
+from torch import nn
+
+from nlp_transfer import ImageClassifier
+from nlp_transfer.errors import DataError, ModelLoadError, StrategyError
+
+STRATEGIES = ["feature_extraction", "partial", "full", "lora"]
+OPTIONS = {"partial": {"unfreeze_last": 1}, "lora": {"r": 4}}
+FAST = dict(epochs=2, batch_size=16, learning_rate=3e-3, head_learning_rate=3e-3, validation_split=0.0,
+            feature_cache_dir="memory")
+
+
+def make(resnet_dir, strategy, **kwargs):
+    return ImageClassifier.from_pretrained(resnet_dir, strategy=strategy, image_size=IMAGE_SIZE,
+                                           **{**OPTIONS.get(strategy, {}), **kwargs})
+
+
+def backbone_state(clf) -> dict[str, torch.Tensor]:
+    """Every backbone tensor, BatchNorm running statistics included, by its timm name."""
+    return {n.replace("base_model.model.", "").replace(".base_layer", ""): t.detach().clone()
+            for n, t in clf.backbone.encoder.state_dict().items() if "lora_" not in n}
+
+
+# --------------------------------------------------------------------------- parameter counts
+@pytest.mark.parametrize("strategy", STRATEGIES)
+def test_trainable_parameter_counts(resnet_dir, strategy):
+    clf = make(resnet_dir, strategy, labels=["a", "b", "c"])
+    base = clf.backbone.base_encoder
+    head = 64 * 3 + 3
+    own = {n: p.numel() for n, p in base.named_parameters() if "lora_" not in n}
+    r = 4
+    plain = make(resnet_dir, "full", labels=["a", "b", "c"]).backbone.base_encoder  # before peft wrapped it
+    # LoRA on every conv of the top two stages: A is a conv (r x in x k x k), B a 1x1 conv (out x r)
+    lora = sum(r * m.in_channels * m.kernel_size[0] * m.kernel_size[1] + m.out_channels * r
+               for n, m in plain.named_modules() if n.startswith(("layer3", "layer4")) and isinstance(m, nn.Conv2d))
+    expected = {
+        "feature_extraction": head,
+        "partial": head + sum(v for n, v in own.items() if n.startswith("layer4.")),
+        "full": head + sum(own.values()),
+        "lora": head + lora,
+    }[strategy]
+    assert lora > 0
+    assert clf.parameter_summary()["trainable"] == expected
+
+
+def test_partial_unfreezes_stages_from_the_top(resnet_dir):
+    counts = [make(resnet_dir, "partial", labels=["a", "b"], unfreeze_last=n).parameter_summary()["trainable"] for n in (1, 2)]
+    layer3 = sum(p.numel() for n, p in make(resnet_dir, "full", labels=["a", "b"]).backbone.encoder.named_parameters()
+                 if n.startswith("layer3."))
+    assert counts[1] - counts[0] == layer3
+    with pytest.raises(StrategyError, match="4 layers"):
+        make(resnet_dir, "partial", labels=["a", "b"], unfreeze_last=5)
+
+
+# --------------------------------------------------------------------------- what trains
+@pytest.mark.parametrize("strategy", STRATEGIES)
+def test_frozen_weights_and_batchnorm_statistics_unchanged(resnet_dir, strategy):
+    images, labels = square_images(48)
+    clf = make(resnet_dir, strategy)
+    clf.fit((images, labels), **FAST)
+    before = backbone_state(make(resnet_dir, strategy))
+    after = backbone_state(clf)
+    frozen = {"feature_extraction": lambda n: True, "lora": lambda n: True, "full": lambda n: False,
+              "partial": lambda n: not n.startswith("layer4.")}[strategy]
+    for name, tensor in before.items():
+        if frozen(name):
+            assert torch.equal(tensor, after[name]), f"{strategy} changed frozen {name}"
+    moved = [n for n in before if not frozen(n) and "running" not in n and not torch.equal(before[n], after[n])]
+    assert (len(moved) > 0) == (strategy in ("full", "partial"))
+    if strategy == "partial":  # BatchNorm of the trained stage does learn its statistics
+        assert not torch.equal(before["layer4.0.bn1.running_mean"], after["layer4.0.bn1.running_mean"])
+
+
+@pytest.mark.parametrize("strategy", STRATEGIES)
+def test_save_load_same_predictions(resnet_dir, strategy, tmp_path):
+    images, labels = square_images(40)
+    clf = make(resnet_dir, strategy)
+    clf.fit((images, labels), **FAST)
+    clf.save(tmp_path / "model")
+    again = ImageClassifier.load(tmp_path / "model")
+    assert again.labels == clf.labels and again.strategy.name == strategy
+    np.testing.assert_allclose(again.predict_proba(images[:10]), clf.predict_proba(images[:10]), atol=1e-6)
+    assert again.parameter_summary() == clf.parameter_summary()
+
+
+def test_saved_model_is_a_timm_checkpoint(resnet_dir, tmp_path):
+    """timm alone (pretrained_cfg_overlay) loads the saved model to the same logits."""
+    import timm
+    from conftest import TINY_RESNET
+
+    images, labels = square_images(32)
+    clf = make(resnet_dir, "full")
+    clf.fit((images, labels), **FAST)
+    clf.save(tmp_path / "model")
+    model = timm.create_model("resnet18", pretrained=True, num_classes=2, **TINY_RESNET,
+                              pretrained_cfg_overlay=dict(file=str(tmp_path / "model" / "model.safetensors"), num_classes=2))
+    model.eval()
+    batch = torch.stack([clf._dataset(clf._examples(images[:6], clf.data_config, "x", False), None)[i]["pixel_values"]
+                         for i in range(6)])
+    with torch.no_grad():
+        theirs = torch.softmax(model(batch), dim=-1).numpy()
+    np.testing.assert_allclose(theirs, clf.predict_proba(images[:6]), atol=1e-5)
+
+
+def test_lora_merged_save_is_plain_timm(resnet_dir, tmp_path):
+    images, labels = square_images(32)
+    clf = make(resnet_dir, "lora")
+    clf.fit((images, labels), **FAST)
+    clf.save(tmp_path / "merged", merge_lora=True)
+    assert not (tmp_path / "merged" / "adapter").exists()
+    again = ImageClassifier.load(tmp_path / "merged")
+    np.testing.assert_allclose(again.predict_proba(images[:8]), clf.predict_proba(images[:8]), atol=1e-5)
+
+
+def test_loss_decreases_on_learnable_images(resnet_dir):
+    images, labels = square_images(64)
+    clf = make(resnet_dir, "full")
+    history = clf.fit((images, labels), **{**FAST, "epochs": 8, "learning_rate": 1e-2, "head_learning_rate": 1e-2, "logging_steps": 1})
+    losses = [row["loss"] for row in history.steps]
+    assert np.mean(losses[-4:]) < 0.7 * np.mean(losses[:4])
+    assert clf.evaluate(square_images(40, seed=1))["accuracy"] >= 0.9
+
+
+def test_feature_extraction_caches_features(resnet_dir, tmp_path, monkeypatch):
+    images, labels = square_images(32)
+    settings = {**FAST, "feature_cache_dir": str(tmp_path / "cache")}
+    first = make(resnet_dir, "feature_extraction")
+    first.fit((images, labels), **settings)
+    second = make(resnet_dir, "feature_extraction")
+    calls = []
+    original = type(second.backbone).forward
+    monkeypatch.setattr(type(second.backbone), "forward", lambda self, **b: calls.append(1) or original(self, **b))
+    second.fit((images, labels), **settings)
+    assert calls == []  # every feature came from the disk cache
+    np.testing.assert_allclose(second.model.head.out.weight.detach(), first.model.head.out.weight.detach(), atol=1e-6)
+
+
+# --------------------------------------------------------------------------- image data
+def test_image_folder_and_csv_sources(resnet_dir, tmp_path):
+    folder = image_folder(tmp_path / "train", 24)
+    clf = make(resnet_dir, "feature_extraction")
+    clf.fit(str(folder), **FAST)
+    assert clf.labels == ["bright", "dark"]
+    rows = ["image,label"] + [f"{p.parent.name}/{p.name},{p.parent.name}" for p in sorted(folder.rglob("*.png"))]
+    (folder / "index.csv").write_text("\n".join(rows) + "\n", encoding="utf-8")  # paths relative to the file
+    scores = clf.evaluate(str(folder / "index.csv"))
+    assert scores == clf.evaluate(str(folder))
+    assert clf.predict([str(next(folder.rglob("*.png")))])[0] in ("bright", "dark")
+
+
+def test_grayscale_rgba_and_palette_images_are_read(resnet_dir, tmp_path):
+    from PIL import Image
+
+    images, labels = square_images(12)
+    for i, (image, label) in enumerate(zip(images, labels)):
+        (tmp_path / label).mkdir(exist_ok=True)
+        picture = Image.fromarray(image)
+        picture = [picture.convert("L"), picture.convert("RGBA"), picture.convert("P"), picture][i % 4]
+        picture.save(tmp_path / label / f"{i}.png")
+    clf = make(resnet_dir, "feature_extraction")
+    clf.fit(str(tmp_path), **FAST)
+    assert len(clf.predict(str(tmp_path / "dark"))) == 6
+
+
+def test_unreadable_image_is_named(resnet_dir, tmp_path):
+    folder = image_folder(tmp_path / "train", 8)
+    broken = folder / "dark" / "broken.png"
+    broken.write_bytes(b"not an image at all")
+    clf = make(resnet_dir, "feature_extraction")
+    with pytest.raises(DataError, match="broken.png"):
+        clf.fit(str(folder), **FAST)
+    assert clf.labels is None  # nothing adopted from data that failed
+
+
+def test_class_folder_without_images(resnet_dir, tmp_path):
+    folder = image_folder(tmp_path / "train", 8)
+    (folder / "cats").mkdir()
+    (folder / "cats" / "notes.txt").write_text("no images here")
+    with pytest.raises(DataError, match="cats.*has no images"):
+        make(resnet_dir, "feature_extraction").fit(str(folder), **FAST)
+
+
+def test_unknown_timm_model_lists_close_matches():
+    with pytest.raises(ModelLoadError, match="resnet18"):
+        ImageClassifier.from_pretrained("resnet181", random_init=True)
+
+
+def test_weights_file_without_architecture(resnet_dir, tmp_path):
+    import shutil
+
+    shutil.copy(resnet_dir / "model.safetensors", tmp_path / "weights.safetensors")
+    with pytest.raises(ModelLoadError, match="architecture="):
+        ImageClassifier.from_pretrained(tmp_path / "weights.safetensors")
+    with pytest.raises(ModelLoadError, match="missing"):  # the wrong architecture for these weights
+        ImageClassifier.from_pretrained(tmp_path / "weights.safetensors", architecture="resnet34")
+    with pytest.raises(ModelLoadError, match="does not exist"):
+        ImageClassifier.from_pretrained(tmp_path / "nothing.safetensors", architecture="resnet18")
+
+
+def test_lora_target_not_in_model(resnet_dir):
+    with pytest.raises(StrategyError, match="conv9"):
+        make(resnet_dir, "lora", labels=["a", "b"], target_modules=["conv9"])
+    clf = make(resnet_dir, "lora", labels=["a", "b"], target_modules=["conv2"])  # short names match every stage
+    adapted = {n.split(".lora_A")[0] for n, _ in clf.model.named_parameters() if "lora_A" in n}
+    assert len(adapted) == 4 and all(n.endswith("conv2") for n in adapted)
