@@ -52,7 +52,8 @@ _EXAMPLES = {
 token: HF_TOKEN or the saved login (`hf auth login`); it is never printed or written.""",
     "demo": """examples:
   nlp-transfer demo
-  nlp-transfer demo train.epochs=2 --output runs/demo-quick""",
+  nlp-transfer demo train.epochs=2 --output runs/demo-quick
+  nlp-transfer demo --vision          # digits 0-4 -> 5-9 transfer with a ResNet (scikit-learn's digits)""",
 }
 
 
@@ -110,8 +111,9 @@ def _parser() -> argparse.ArgumentParser:
     sub = command("predict", "Predict labels and probabilities with a trained run (or saved model).", _predict)
     sub.add_argument("model", metavar="RUN_OR_MODEL", help="run folder, compare folder or saved model folder")
     source = sub.add_mutually_exclusive_group(required=True)
-    source.add_argument("--data", help="file with a text column")
+    source.add_argument("--data", help="file with a text (or image path) column, or a folder of images")
     source.add_argument("--text", action="append", help="a text to classify (repeatable)")
+    source.add_argument("--image", action="append", help="an image file to classify (repeatable)")
     sub.add_argument("--output", help="JSONL file to write (default: print JSONL)")
     _column_options(sub, labels=False)
 
@@ -138,19 +140,23 @@ def _parser() -> argparse.ArgumentParser:
 
     sub = command("demo", "Offline demo: compare the strategies on the bundled MiniLM and the bundled intent data.", _demo)
     sub.add_argument("overrides", nargs="*", help=overrides_help)
-    sub.add_argument("--output", default="runs/demo", help="folder for the demo runs (default: runs/demo, replaced on rerun)")
+    sub.add_argument("--output", help="folder for the demo runs (default: runs/demo or runs/demo-vision, replaced on rerun)")
+    sub.add_argument("--vision", action="store_true",
+                     help="the vision demo: pre-train a ResNet on digits 0-4, transfer it to 5-9 from a few examples")
+    sub.add_argument("--shots", type=int, default=10, help="vision demo: training images per target class (default 10)")
     return parser
 
 
 def _column_options(sub: argparse.ArgumentParser, labels: bool) -> None:
     sub.add_argument("--text-column", help="column with the text (default: the model's)")
     sub.add_argument("--text-pair-column", help="column with the second text of pairs (default: the model's)")
+    sub.add_argument("--image-column", help="column with image paths, for vision models (default: the model's)")
     if labels:
         sub.add_argument("--label-column", help="column with the labels (default: the model's)")
 
 
 def _columns(args: argparse.Namespace) -> dict[str, str]:
-    names = ("text_column", "text_pair_column", "label_column")
+    names = ("text_column", "text_pair_column", "image_column", "label_column")
     return {name: getattr(args, name) for name in names if getattr(args, name, None)}
 
 
@@ -194,7 +200,7 @@ def _predict(args: argparse.Namespace) -> int:
     _quiet_loading()
     from .api import predict
 
-    rows = predict(args.model, args.data if args.data else args.text, **_columns(args))
+    rows = predict(args.model, args.data or args.text or args.image, **_columns(args))
     lines = [json.dumps(row, ensure_ascii=False) for row in rows]
     if args.output:
         Path(args.output).write_text("\n".join(lines) + "\n", encoding="utf-8")
@@ -247,10 +253,18 @@ def _push(args: argparse.Namespace) -> int:
 
 
 def _demo(args: argparse.Namespace) -> int:
+    if args.vision:
+        from .run_config import load_config
+        from .vision_demo import SOURCE_CONFIG, run_vision_demo
+
+        _logging(load_config(SOURCE_CONFIG, args.overrides).run.log_level)  # bad overrides fail here, before any work
+        report = run_vision_demo(args.output or "runs/demo-vision", args.shots, tuple(args.overrides))
+        print(report)
+        return 0
     from .demo import DEMO_CONFIG, run_demo
     from .run_config import load_config
 
-    config = load_config(DEMO_CONFIG, [*args.overrides, f"output.dir={args.output}"])
+    config = load_config(DEMO_CONFIG, [*args.overrides, f"output.dir={args.output or 'runs/demo'}"])
     _logging(config.run.log_level)
     report = run_demo(config)
     if _is_main():
