@@ -191,7 +191,7 @@ def train_loop(
     if latest is not None:
         # Replay the epochs that had started when the checkpoint was saved: the optimizer must hold
         # the same groups, in the same order, as it did then, before its state is loaded.
-        if any([unfreeze(epoch) for epoch in range(2, _started_epoch(latest) + 1)]):
+        if any([unfreeze(epoch) for epoch in range(2, _started_epoch(latest) + 1)]):  # a list: every epoch replays
             prepared = _rewrap(accelerator, prepared)
     progress, restore_rng = _start(checkpointer, latest, identity or {}, accelerator.unwrap_model(prepared), optimizer,
                                    scheduler, tracker)
