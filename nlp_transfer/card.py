@@ -19,6 +19,8 @@ _STRATEGY_WORDS = {
     "feature_extraction": "the encoder frozen; only a new head was trained on its pooled features",
     "partial": "the top {unfreeze_last} encoder layers and a new head trained; the rest frozen",
     "full": "every weight trained",
+    "gradual": ("gradual unfreezing: a new head first, then {groups_per_epoch} more encoder layer group(s) from the top "
+                "each epoch, with layer-wise learning-rate decay {layer_lr_decay}"),
     "lora": "LoRA adapters (r={r}, alpha={lora_alpha}) trained in the encoder, with a new head; the base weights frozen",
 }
 _SHOWN_METRICS = ("accuracy", "f1_macro", "f1_micro", "matthews_correlation", "pearsonr", "spearmanr", "mse", "loss")

@@ -28,7 +28,7 @@ from torch import nn
 
 from .errors import ConfigError
 
-__all__ = ["Progress", "Checkpointer"]
+__all__ = ["Progress", "Checkpointer", "read_progress"]
 
 _PREFIX = "step-"
 
@@ -94,7 +94,7 @@ class Checkpointer:
     def load(self, path: Path, model: nn.Module, optimizer, scheduler, identity: dict[str, Any]) -> tuple[Progress, dict | None]:
         from safetensors.torch import load_file
 
-        progress = Progress(**json.loads((path / "progress.json").read_text(encoding="utf-8")))
+        progress = read_progress(path)
         _check_identity(progress.identity, identity, path)
         parameters = dict(model.named_parameters())
         with torch.no_grad():
@@ -114,6 +114,11 @@ class Checkpointer:
         for old in complete[: -self.keep]:
             if best_step is None or old.name != f"{_PREFIX}{best_step:08d}":
                 shutil.rmtree(old, ignore_errors=True)
+
+
+def read_progress(path: Path) -> Progress:
+    """The progress part of the checkpoint at `path`."""
+    return Progress(**json.loads((path / "progress.json").read_text(encoding="utf-8")))
 
 
 def _trainable(model: nn.Module) -> dict[str, torch.Tensor]:

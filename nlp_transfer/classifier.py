@@ -149,7 +149,9 @@ class Classifier:
         eval_loader = self._eval_loader(eval_set, resolved.eval_batch_size, collate) if eval_set is not None else None
         from .metrics import greater_is_better
 
-        groups = parameter_groups(model, self.strategy, resolved.learning_rate, resolved.head_learning_rate, resolved.weight_decay)
+        self.strategy.apply(model)  # every fit starts from the strategy's first state (gradual unfreezing starts over)
+        groups = lambda: parameter_groups(model, self.strategy, resolved.learning_rate,  # noqa: E731
+                                          resolved.head_learning_rate, resolved.weight_decay)
         checkpointer = None
         if resolved.checkpoint_dir:
             from .checkpoints import Checkpointer
@@ -157,7 +159,8 @@ class Classifier:
             checkpointer = Checkpointer(resolved.checkpoint_dir, accelerator, resolved.save_total_limit)
         history = train_loop(model, groups, train_loader, eval_loader, resolved, self._score(resolved.extra_metrics),
                              accelerator, metric, greater_is_better(metric), checkpointer=checkpointer, resume=resume,
-                             identity=self._identity(resolved, len(train_set), accelerator.num_processes))
+                             identity=self._identity(resolved, len(train_set), accelerator.num_processes),
+                             on_epoch_start=lambda epoch: self.strategy.on_epoch_start(model, epoch))
         self.training, self.history = resolved, history
         self.metrics = _final_metrics(history, resolved.load_best_model_at_end)
         return history

@@ -80,7 +80,7 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="nlp-transfer", formatter_class=argparse.RawDescriptionHelpFormatter,
         description="Transfer learning for text: train, compare and use strategies (feature_extraction, "
-                    "partial, full, lora) on a pretrained encoder.",
+                    "partial, full, lora, gradual) on a pretrained encoder.",
         epilog="Run `nlp-transfer COMMAND --help` for a command's options and examples.")
     from . import __version__
 

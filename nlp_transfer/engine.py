@@ -143,7 +143,7 @@ def _first_occurrence(index: np.ndarray) -> np.ndarray:
 
 def train_loop(
     model: nn.Module,
-    groups: list[dict[str, Any]],
+    param_groups: Callable[[], list[dict[str, Any]]],
     train_loader: DataLoader,
     eval_loader: DataLoader | None,
     settings: TrainingConfig,
@@ -154,16 +154,23 @@ def train_loop(
     checkpointer=None,
     resume: bool = False,
     identity: dict[str, Any] | None = None,
+    on_epoch_start: Callable[[int], bool] | None = None,
 ) -> TrainingHistory:
     """Train for `settings.epochs`, evaluating after each; restores the best weights when asked.
 
+    `param_groups()` gives AdamW groups over the parameters that train now. `on_epoch_start(epoch)`
+    runs before each epoch and returns True when it made more parameters trainable: they join the
+    optimizer as new groups (the Adam state of the others is kept) and the schedule covers them.
     With a `checkpointer`, saves after each epoch (and every `save_steps`); `resume` continues
     from its newest checkpoint exactly where it stopped (data order, random state, schedule).
     """
     from transformers import get_scheduler
 
+    on_epoch_start = on_epoch_start or (lambda epoch: False)
+    latest = _checkpoint_to_resume(checkpointer) if resume else None
     sampler = train_loader.batch_sampler
-    optimizer = _adamw(groups)
+    on_epoch_start(1)
+    optimizer = _adamw(param_groups())
     prepared, optimizer, train_loader = accelerator.prepare(model, optimizer, train_loader)
     steps_per_epoch = math.ceil(len(train_loader) / settings.gradient_accumulation_steps)
     total = steps_per_epoch * settings.epochs
@@ -172,9 +179,21 @@ def train_loop(
         settings.scheduler, optimizer, num_warmup_steps=math.ceil(total * settings.warmup_ratio) * accelerator.num_processes,
         num_training_steps=total * accelerator.num_processes))
     _log_banner(model, train_loader, eval_loader, settings, accelerator, total)
-
     tracker = _BestTracker(metric_name, greater_is_better, settings.early_stopping_patience)
-    progress, restore_rng = _start(checkpointer, resume, identity or {}, accelerator.unwrap_model(prepared), optimizer,
+
+    def unfreeze(epoch: int) -> bool:
+        if not on_epoch_start(epoch):
+            return False
+        tracker.cover(accelerator.unwrap_model(prepared))
+        _add_new_parameters(optimizer, scheduler, param_groups())
+        return True
+
+    if latest is not None:
+        # Replay the epochs that had started when the checkpoint was saved: the optimizer must hold
+        # the same groups, in the same order, as it did then, before its state is loaded.
+        if any([unfreeze(epoch) for epoch in range(2, _started_epoch(latest) + 1)]):  # a list: every epoch replays
+            prepared = _rewrap(accelerator, prepared)
+    progress, restore_rng = _start(checkpointer, latest, identity or {}, accelerator.unwrap_model(prepared), optimizer,
                                    scheduler, tracker)
 
     def save_checkpoint() -> None:
@@ -186,6 +205,8 @@ def train_loop(
     for epoch in range(progress.epoch, settings.epochs + 1):
         if tracker.should_stop:  # a run resumed after its early stop has nothing left to do
             break
+        if epoch > 1 and unfreeze(epoch):
+            prepared = _rewrap(accelerator, prepared)
         loader = accelerator.skip_first_batches(train_loader, progress.batches_done) if progress.batches_done else train_loader
         # accelerate re-seeds the batch sampler with its loader's own iteration count each time it
         # iterates; pin both to the epoch (zero-based) so a resumed run, whose loaders are new
@@ -221,16 +242,8 @@ def train_loop(
                            tracker.best_epoch, tracker.best, seconds, tracker.should_stop)
 
 
-def _start(checkpointer, resume: bool, identity: dict[str, Any], model, optimizer, scheduler, tracker):
-    """Fresh progress, or the newest checkpoint's (weights, optimizer, schedule and best restored).
-
-    Returns the progress and, when resuming mid-epoch, a function that restores the random state:
-    it must run after the epoch's data iterator exists, as it did when the state was saved.
-    """
-    from .checkpoints import Progress, _load_rng
-
-    if not resume:
-        return Progress(identity=identity, epoch_sums=_fresh_sums()), None
+def _checkpoint_to_resume(checkpointer):
+    """The newest complete checkpoint, or a ConfigError that says how to start instead."""
     from .errors import ConfigError
 
     latest = checkpointer.latest() if checkpointer is not None else None
@@ -238,6 +251,28 @@ def _start(checkpointer, resume: bool, identity: dict[str, Any], model, optimize
         where = f"in {checkpointer.folder}" if checkpointer is not None else "(train.checkpoint_dir is not set)"
         raise ConfigError(f"Nothing to resume: no complete checkpoint {where}. Start without resume, or set "
                           "train.checkpoint_dir to the folder of the run to continue.")
+    return latest
+
+
+def _started_epoch(path) -> int:
+    """The last epoch that had begun when the checkpoint was saved (one saved at an epoch's end
+    already points at the next epoch, which had not begun)."""
+    from .checkpoints import read_progress
+
+    progress = read_progress(path)
+    return progress.epoch if progress.batches_done else progress.epoch - 1
+
+
+def _start(checkpointer, latest, identity: dict[str, Any], model, optimizer, scheduler, tracker):
+    """Fresh progress, or the `latest` checkpoint's (weights, optimizer, schedule and best restored).
+
+    Returns the progress and, when resuming mid-epoch, a function that restores the random state:
+    it must run after the epoch's data iterator exists, as it did when the state was saved.
+    """
+    from .checkpoints import Progress, _load_rng
+
+    if latest is None:
+        return Progress(identity=identity, epoch_sums=_fresh_sums()), None
     progress, best_state = checkpointer.load(latest, model, optimizer, scheduler, identity)
     tracker.best, tracker.best_epoch, tracker.stale, tracker.best_state = (progress.best, progress.best_epoch,
                                                                            progress.stale, best_state)
@@ -248,6 +283,51 @@ def _start(checkpointer, resume: bool, identity: dict[str, Any], model, optimize
         restore()
         return progress, None
     return progress, restore
+
+
+def _add_new_parameters(optimizer, scheduler, groups: list[dict[str, Any]]) -> None:
+    """Add the parameters of `groups` that the optimizer does not hold yet, as new groups.
+
+    A new optimizer would reset the Adam moments of the weights already training; adding groups
+    keeps them. The schedule (a LambdaLR: every transformers schedule is one) gets the new groups'
+    base rates, so they follow the same warmup and decay from the current step on.
+    """
+    held = [p for group in optimizer.param_groups for p in group["params"]]
+    if not all(p.requires_grad for p in held):
+        raise RuntimeError("internal error: a strategy froze weights during a run; it may only unfreeze more")
+    schedule = getattr(scheduler, "scheduler", scheduler)  # accelerate's wrapper, or the schedule itself
+    if not hasattr(schedule, "lr_lambdas"):
+        raise TypeError(f"internal error: cannot extend a {type(schedule).__name__} with new parameter groups")
+    held_ids = {id(p) for p in held}
+    for group in groups:
+        new = [p for p in group["params"] if id(p) not in held_ids]
+        if not new:
+            continue
+        factor = schedule.lr_lambdas[0](schedule.last_epoch)
+        optimizer.add_param_group({**group, "params": new, "initial_lr": group["lr"], "lr": group["lr"] * factor})
+        schedule.base_lrs.append(group["lr"])
+        schedule.lr_lambdas.append(schedule.lr_lambdas[0])
+        schedule._last_lr.append(group["lr"] * factor)
+
+
+def _rewrap(accelerator, prepared):
+    """The model wrapped again for several processes, after more of its parameters started training.
+
+    DDP registers its gradient all-reduce only for the parameters that required grad when it
+    wrapped the model: without a new wrapper, weights unfrozen later would train apart on each
+    process. A single process has no wrapper, and nothing to do.
+    """
+    if accelerator.num_processes == 1:
+        return prepared
+    import gc
+
+    model = accelerator.unwrap_model(prepared, keep_fp32_wrapper=False)
+    # The old wrapper must go before the new one exists: its reducer's gradient hooks stay on the
+    # parameters until it is freed. accelerate keeps a list of prepared models; drop it from there.
+    accelerator._models = [m for m in accelerator._models if m is not prepared]
+    del prepared
+    gc.collect()
+    return accelerator.prepare_model(model)
 
 
 def _fresh_sums() -> dict[str, float]:
@@ -336,6 +416,15 @@ class _BestTracker:
         else:
             self.stale += 1
         return better
+
+    def cover(self, model: nn.Module) -> None:
+        """Call when more weights start training: they were frozen since the best epoch, so their
+        values now are their values then, and restoring the best epoch must put them back too."""
+        if self.best_state is None:
+            return
+        for name, parameter in model.named_parameters():
+            if parameter.requires_grad and name not in self.best_state:
+                self.best_state[name] = parameter.detach().to("cpu", copy=True)
 
     @property
     def should_stop(self) -> bool:

@@ -18,7 +18,7 @@ __all__ = ["plot_comparison"]
 
 logger = logging.getLogger(__name__)
 
-_COLOURS = {"feature_extraction": "#1b9e77", "partial": "#7570b3", "lora": "#d95f02", "full": "#e7298a",
+_COLOURS = {"feature_extraction": "#1b9e77", "partial": "#7570b3", "lora": "#d95f02", "full": "#e7298a", "gradual": "#66a61e",
             "scratch": "#666666"}
 
 

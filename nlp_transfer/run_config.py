@@ -26,6 +26,7 @@ from .config import (
     STRATEGY_OPTIONS,
     DataConfig,
     FullOptions,
+    GradualOptions,
     LoraOptions,
     PartialOptions,
     TrainingConfig,
@@ -93,10 +94,11 @@ class ModelSection:
 class StrategySection:
     """Which strategy decides what trains, and each strategy's options (only `name`'s are used)."""
 
-    name: Literal[_STRATEGY_NAMES] = _f("feature_extraction", "feature_extraction, partial, full or lora.")
+    name: Literal[_STRATEGY_NAMES] = _f("feature_extraction", "feature_extraction, partial, full, lora or gradual.")
     partial: PartialOptions = field(default_factory=PartialOptions, metadata={"help": PartialOptions.__doc__})
     full: FullOptions = field(default_factory=FullOptions, metadata={"help": FullOptions.__doc__})
     lora: LoraOptions = field(default_factory=LoraOptions, metadata={"help": LoraOptions.__doc__})
+    gradual: GradualOptions = field(default_factory=GradualOptions, metadata={"help": GradualOptions.__doc__})
 
     def __post_init__(self) -> None:
         _validate_fields(self)

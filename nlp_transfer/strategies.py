@@ -21,7 +21,8 @@ from .config import STRATEGY_OPTIONS, build
 from .errors import StrategyError, did_you_mean
 from .model import TransferModel
 
-__all__ = ["Strategy", "FeatureExtraction", "Partial", "Full", "Lora", "STRATEGIES", "make_strategy", "parameter_groups"]
+__all__ = ["Strategy", "FeatureExtraction", "Partial", "Full", "Lora", "Gradual", "STRATEGIES", "make_strategy",
+           "parameter_groups"]
 
 logger = logging.getLogger(__name__)
 
@@ -47,6 +48,15 @@ class Strategy:
 
     def _unfreeze(self, model: TransferModel) -> None:
         raise NotImplementedError
+
+    def on_epoch_start(self, model: TransferModel, epoch: int) -> bool:
+        """Set what trains in `epoch` (1-based); True when the trainable set changed.
+
+        The training loop calls it before every epoch, and then gives the optimizer the newly
+        trainable parameters. Only `Gradual` changes anything; a strategy may only add trainable
+        parameters during a run, never take them away.
+        """
+        return False
 
     def _kept_in_eval(self, model: TransferModel) -> list[nn.Module]:
         return []
@@ -84,11 +94,7 @@ class Partial(Strategy):
         blocks = model.backbone.blocks()
         for block in blocks[len(blocks) - self.options.unfreeze_last :]:
             block.requires_grad_(True)
-        # What sits above the blocks (e.g. a final LayerNorm) feeds the head directly: it trains too.
-        in_blocks = {id(p) for block in blocks for p in block.parameters()} | {id(p) for p in model.backbone.stem().parameters()}
-        for parameter in model.backbone.parameters():
-            if id(parameter) not in in_blocks:
-                parameter.requires_grad_(True)
+        _unfreeze_the_rest(model.backbone)
 
     def _kept_in_eval(self, model: TransferModel) -> list[nn.Module]:
         blocks = model.backbone.blocks()
@@ -140,6 +146,61 @@ class Lora(Strategy):
         _set_lora_trainable(backbone.encoder)
 
 
+class Gradual(Strategy):
+    """ULMFiT's gradual unfreezing, top down, one layer group at a time.
+
+    Layer groups come from the backbone contract: the blocks from the last to the first, then the
+    stem. Epoch 1 trains the head alone (ULMFiT's first stage: the new, random head's large early
+    gradients never reach the pretrained layers); each later epoch unfreezes `groups_per_epoch` more
+    groups. What sits outside the stem and the blocks (e.g. a final norm) trains with the top group.
+    Frozen groups stay in eval mode (no dropout), as in `Partial`. With groups_per_epoch=1 on a
+    6-layer encoder (7 groups), epoch 8 is the first to train everything.
+    """
+
+    name = "gradual"
+
+    def _unfreeze(self, model: TransferModel) -> None:  # apply(): the state of epoch 1, the head alone
+        model.keep_in_eval(self._groups(model.backbone))
+
+    def on_epoch_start(self, model: TransferModel, epoch: int) -> bool:
+        groups = self._groups(model.backbone)
+        depth = min((epoch - 1) * self.options.groups_per_epoch, len(groups))
+        before = [p.requires_grad for p in model.parameters()]
+        model.backbone.requires_grad_(False)
+        model.head.requires_grad_(True)
+        for group in groups[:depth]:
+            group.requires_grad_(True)
+        if depth:
+            _unfreeze_the_rest(model.backbone)
+        model.keep_in_eval(groups[depth:])
+        trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+        logger.info("gradual: epoch %d trains %s (%d of %d groups), %s trainable parameters.", epoch,
+                    _describe_depth(depth, len(groups) - 1), depth, len(groups), f"{trainable:,}")
+        return before != [p.requires_grad for p in model.parameters()]
+
+    @staticmethod
+    def _groups(backbone: nn.Module) -> list[nn.Module]:
+        """Layer groups top down: the last block first, the stem last."""
+        return [*reversed(backbone.blocks()), backbone.stem()]
+
+
+def _describe_depth(depth: int, blocks: int) -> str:
+    """'the head only', 'the head + layers 5-6', 'the head + layers 1-6 + the stem' (layers count from 1 at the bottom)."""
+    if depth == 0:
+        return "the head only"
+    top = min(depth, blocks)
+    layers = f"layer {blocks}" if top == 1 else f"layers {blocks - top + 1}-{blocks}"
+    return f"the head + {layers}{' + the stem' if depth > blocks else ''}"
+
+
+def _unfreeze_the_rest(backbone: nn.Module) -> None:
+    """What sits above the blocks (e.g. a final LayerNorm) feeds the head directly: it trains with them."""
+    inside = {id(p) for block in backbone.blocks() for p in block.parameters()} | {id(p) for p in backbone.stem().parameters()}
+    for parameter in backbone.parameters():
+        if id(parameter) not in inside:
+            parameter.requires_grad_(True)
+
+
 def _set_lora_trainable(encoder: nn.Module) -> None:
     for name, parameter in encoder.named_parameters():
         parameter.requires_grad_("lora_" in name)
@@ -150,6 +211,7 @@ STRATEGIES: dict[str, type[Strategy]] = {
     "partial": Partial,
     "full": Full,
     "lora": Lora,
+    "gradual": Gradual,
 }
 
 

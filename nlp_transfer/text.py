@@ -66,7 +66,7 @@ class TextClassifier(Classifier):
         labels: list[Any] | None = None,
         num_labels: int | None = None,
         task: Literal["single_label", "multi_label", "regression"] = "single_label",
-        strategy: Literal["feature_extraction", "partial", "full", "lora"] = "feature_extraction",
+        strategy: Literal["feature_extraction", "partial", "full", "lora", "gradual"] = "feature_extraction",
         pooling: Literal["auto", "cls", "mean"] = "auto",
         pool_layers: int | None = None,
         head: Literal["auto", "linear", "mlp"] = "auto",

@@ -21,10 +21,13 @@ def main(model_dir: str, strategy: str, output: str) -> None:
     from nlp_transfer.engine import process_state
 
     clf = TextClassifier.from_pretrained(model_dir, strategy=strategy, pooling="mean")
-    clf.fit(sentiment_rows(96), sentiment_rows(37, seed=1), epochs=2, batch_size=8, learning_rate=3e-3)
+    # The last epoch's weights, not the best one's: what each process trained last is compared.
+    clf.fit(sentiment_rows(96), sentiment_rows(37, seed=1), epochs=2, batch_size=8, learning_rate=3e-3,
+            load_best_model_at_end=False)
     clf.save(Path(output) / "model")
     metrics = clf.evaluate(sentiment_rows(37, seed=1))
     state = process_state()
+    metrics["rank_weight_difference"] = _rank_difference(clf.model)
     if state.is_main_process:
         (Path(output) / f"metrics-{state.num_processes}.json").write_text(json.dumps(metrics))
     # Release the DDP-wrapped model before the process group goes, or gloo may abort at exit.
@@ -35,6 +38,19 @@ def main(model_dir: str, strategy: str, output: str) -> None:
         import torch.distributed as dist
 
         dist.destroy_process_group()
+
+
+def _rank_difference(model) -> float:
+    """The largest difference between the processes' weights (0 when they trained in step)."""
+    import torch
+    import torch.distributed as dist
+
+    flat = torch.cat([p.detach().flatten() for p in model.parameters()])
+    if not (dist.is_available() and dist.is_initialized()):
+        return 0.0
+    gathered = [torch.zeros_like(flat) for _ in range(dist.get_world_size())]
+    dist.all_gather(gathered, flat)
+    return max(float((g - gathered[0]).abs().max()) for g in gathered)
 
 
 if __name__ == "__main__":

@@ -1,4 +1,5 @@
-"""Two CPU processes (gloo): training works for every strategy, and evaluation counts each example once.
+"""Two CPU processes (gloo): training works for every strategy, the processes' weights stay equal,
+and evaluation counts each example once.
 
 `accelerate launch --cpu --num_processes 2` starts only one process on a CPU machine; `torchrun`
 (or `accelerate launch --multi_gpu`) starts two.
@@ -25,7 +26,7 @@ def _torchrun(args: list[str], env: dict[str, str]) -> subprocess.CompletedProce
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("strategy", ["feature_extraction", "partial", "lora", "full"])
+@pytest.mark.parametrize("strategy", ["feature_extraction", "partial", "lora", "full", "gradual"])
 def test_two_processes_train_and_evaluate_every_example_once(model_dirs, strategy, tmp_path):
     from conftest import sentiment_rows
 
@@ -36,5 +37,7 @@ def test_two_processes_train_and_evaluate_every_example_once(model_dirs, strateg
     # The same saved model evaluated in this single process must give the same numbers.
     one = TextClassifier.load(tmp_path / "model").evaluate(sentiment_rows(37, seed=1))
     assert sum(map(sum, two["confusion_matrix"])) == 37  # no duplicated tail samples
+    # The processes trained in step (gradual: weights unfrozen in epoch 2 are all-reduced too).
+    assert two["rank_weight_difference"] == 0.0
     assert two["confusion_matrix"] == one["confusion_matrix"]
     assert two["accuracy"] == pytest.approx(one["accuracy"]) and two["loss"] == pytest.approx(one["loss"], abs=1e-5)
