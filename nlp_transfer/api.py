@@ -112,7 +112,7 @@ def build_classifier(config: RunConfig):
         from .vision import ImageClassifier
 
         return ImageClassifier.from_pretrained(model.name_or_path, image_size=model.image_size,
-                                               architecture=model.architecture, **common)
+                                               architecture=model.architecture, model_args=model.model_args, **common)
     from .text import TextClassifier
 
     return TextClassifier.from_pretrained(model.name_or_path, pooling=model.pooling, pool_layers=model.pool_layers,

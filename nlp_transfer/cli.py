@@ -143,7 +143,7 @@ def _parser() -> argparse.ArgumentParser:
     sub.add_argument("--output", help="folder for the demo runs (default: runs/demo or runs/demo-vision, replaced on rerun)")
     sub.add_argument("--vision", action="store_true",
                      help="the vision demo: pre-train a ResNet on digits 0-4, transfer it to 5-9 from a few examples")
-    sub.add_argument("--shots", type=int, default=10, help="vision demo: training images per target class (default 10)")
+    sub.add_argument("--shots", type=int, default=3, help="vision demo: training images per target class (default 3)")
     return parser
 
 
@@ -255,9 +255,9 @@ def _push(args: argparse.Namespace) -> int:
 def _demo(args: argparse.Namespace) -> int:
     if args.vision:
         from .run_config import load_config
-        from .vision_demo import SOURCE_CONFIG, run_vision_demo
+        from .vision_demo import TARGET_CONFIG, run_vision_demo
 
-        _logging(load_config(SOURCE_CONFIG, args.overrides).run.log_level)  # bad overrides fail here, before any work
+        _logging(load_config(TARGET_CONFIG, args.overrides).run.log_level)  # bad overrides fail here, before any work
         report = run_vision_demo(args.output or "runs/demo-vision", args.shots, tuple(args.overrides))
         print(report)
         return 0

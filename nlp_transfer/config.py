@@ -248,6 +248,8 @@ def _matches(value: Any, annotation: Any) -> bool:
         return any(_matches(value, arg) for arg in args)
     if origin is list:
         return isinstance(value, (list, tuple)) and all(_matches(v, args[0]) for v in value)
+    if origin is dict:
+        return isinstance(value, dict)
     if annotation is type(None):
         return value is None
     if annotation is float:
@@ -262,6 +264,8 @@ def _describe(annotation: Any) -> str:
     args = typing.get_args(annotation)
     if origin is Literal:
         return "one of " + ", ".join(repr(a) for a in args)
+    if origin is dict:
+        return "a mapping"
     if args:
         return " or ".join(_describe(a) for a in args) if origin is not list else f"a list of {_describe(args[0])}"
     if annotation is type(None):

@@ -80,6 +80,8 @@ class ModelSection:
     allow_pickle: bool = _f(False, "Allow loading .bin/.pt pickle weights (can run code; only for files you trust).")
     image_size: int | None = _f(None, "Vision: input resolution in pixels; default the model's own (e.g. 224).")
     architecture: str | None = _f(None, "Vision: the timm architecture of a weights file that has no config.json beside it.")
+    model_args: dict[str, Any] | None = _f(None, "Vision: further timm.create_model arguments for a model name, "
+                                                 "e.g. {channels: [32, 64, 128, 256], layers: [1, 1, 1, 1]}.")
 
     def __post_init__(self) -> None:
         _validate_fields(self)

@@ -63,6 +63,7 @@ class ImageClassifier(Classifier):
         threshold: float = 0.5,
         image_size: int | None = None,
         architecture: str | None = None,
+        model_args: dict[str, Any] | None = None,
         seed: int = 42,
         allow_pickle: bool = False,
         random_init: bool = False,
@@ -74,7 +75,8 @@ class ImageClassifier(Classifier):
         an ``hf-hub:`` id, a folder in timm's format (config.json + model.safetensors), a weights
         file (with its config.json beside it, or `architecture`), or a folder written by `save`
         (loaded with its labels, head and strategy). `image_size` overrides the model's input
-        resolution (e.g. 64 for small images). The default head is linear (timm's own classifier
+        resolution (e.g. 64 for small images); `model_args` are further `timm.create_model` arguments
+        for a model name (e.g. ``{"channels": [32, 64, 128, 256]}``). The default head is linear (timm's own classifier
         shape, so the model saves in timm's format); ``head="mlp"`` adds a hidden layer.
         """
         name_or_path = str(name_or_path)
@@ -89,7 +91,7 @@ class ImageClassifier(Classifier):
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
             backbone = load_vision_backbone(name_or_path, architecture=architecture, random_init=random_init,
-                                            allow_pickle=allow_pickle)
+                                            allow_pickle=allow_pickle, model_args=model_args)
         head_options = {"kind": "linear" if head == "auto" else head, "activation": "relu", "dropout": dropout}
         return cls(backbone, base_model=_source_name(name_or_path), image_size=image_size, random_init=random_init,
                    strategy=strategy_obj, task=task_def, labels=labels, num_labels=num_labels, head_options=head_options,
@@ -191,8 +193,10 @@ class ImageClassifier(Classifier):
             raise ModelLoadError(f"{str(path)!r} holds a {meta.modality} model; load it with TextClassifier.")
         settings = meta.backbone or {}
         if meta.layout == "adapter":
-            backbone = load_vision_backbone(meta.base_model, architecture=settings.get("architecture"),
-                                            random_init=bool(meta.strategy.get("random_init")))
+            named = not Path(meta.base_model).exists()
+            backbone = load_vision_backbone(meta.base_model, architecture=None if named else settings.get("architecture"),
+                                            random_init=bool(meta.strategy.get("random_init")),
+                                            model_args=settings.get("model_args") if named else None)
             backbone.encoder = _load_adapter(backbone.encoder, folder / "adapter")
         else:
             backbone = load_vision_backbone(str(folder / TIMM_WEIGHTS_FILE))

@@ -7,6 +7,8 @@ the same predictions, and training lowers the loss.
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 import torch
@@ -215,3 +217,63 @@ def test_lora_target_not_in_model(resnet_dir):
     clf = make(resnet_dir, "lora", labels=["a", "b"], target_modules=["conv2"])  # short names match every stage
     adapted = {n.split(".lora_A")[0] for n, _ in clf.model.named_parameters() if "lora_A" in n}
     assert len(adapted) == 4 and all(n.endswith("conv2") for n in adapted)
+
+
+# --------------------------------------------------------------------------- gradual, run level, CLI
+def test_gradual_unfreezes_resnet_stages_top_down(resnet_dir):
+    images, labels = square_images(32)
+    clf = make(resnet_dir, "gradual")
+    before = backbone_state(make(resnet_dir, "gradual"))
+    clf.fit((images, labels), **{**FAST, "epochs": 3})  # epoch 1: head; 2: + layer4; 3: + layer3
+    after = backbone_state(clf)
+    changed = {name.split(".")[0] for name in before if not torch.equal(before[name], after[name])}
+    assert changed == {"layer3", "layer4"}  # the stem, layer1 and layer2 (and their BatchNorm statistics) untouched
+
+
+def test_cli_train_evaluate_predict_on_an_image_folder(resnet_dir, tmp_path, capsys):
+    from nlp_transfer.cli import main
+
+    train = image_folder(tmp_path / "train", 96)
+    test = image_folder(tmp_path / "test", 16, seed=3)
+    out = tmp_path / "run"
+    code = main(["train", "configs/tests/tiny.yaml", "model.type=vision", f"model.name_or_path={resnet_dir}",
+                 f"model.image_size={IMAGE_SIZE}", "strategy.name=full", f"data.train={train}", f"data.test={test}",
+                 "data.validation=null", "data.validation_split=0", "train.epochs=8", "train.batch_size=16",
+                 "train.learning_rate=1e-2", "train.head_learning_rate=1e-2",
+                 f"output.dir={out}", "eval.save_predictions=true"])
+    assert code == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["final"]["test"]["accuracy"] >= 0.75
+    assert (out / "model" / "config.json").is_file() and (out / "model" / "model.safetensors").is_file()
+    assert "image-classification" in (out / "README.md").read_text()
+    predictions = [json.loads(line) for line in (out / "predictions-test.jsonl").read_text().splitlines()]
+    assert len(predictions) == 16 and predictions[0]["image"].endswith(".png")
+    capsys.readouterr()
+    assert main(["evaluate", str(out), "--data", str(test), "--output", str(tmp_path / "eval.json")]) == 0
+    assert json.loads((tmp_path / "eval.json").read_text())["accuracy"] == metrics["final"]["test"]["accuracy"]
+    capsys.readouterr()
+    image = sorted((test / "bright").glob("*.png"))[0]
+    assert main(["predict", str(out), "--image", str(image)]) == 0
+    row = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert row["image"] == str(image) and set(row["probabilities"]) == {"bright", "dark"}
+
+
+def test_vision_config_needs_a_vision_model():
+    from nlp_transfer.errors import ConfigError
+    from nlp_transfer.run_config import load_config
+
+    with pytest.raises(ConfigError, match="timm model"):
+        load_config(None, ["model.type=vision"])
+
+
+@pytest.mark.slow
+def test_digits_demo_every_strategy_beats_scratch(tmp_path):
+    from nlp_transfer.vision_demo import run_vision_demo
+
+    report = run_vision_demo(tmp_path / "demo")
+    compared = json.loads((tmp_path / "demo" / "transfer" / "compare.json").read_text())
+    scores = {row["strategy"]: row["metrics"]["accuracy"] for row in compared["strategies"]}
+    assert set(scores) == {"feature_extraction", "partial", "lora", "full", "scratch"}
+    for strategy in ("feature_extraction", "partial", "lora", "full"):
+        assert scores[strategy] > scores["scratch"] + 0.03, (strategy, scores)
+    assert "Source task: digits 0-4" in report

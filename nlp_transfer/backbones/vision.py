@@ -133,23 +133,30 @@ def timm_config(folder: Path) -> dict[str, Any] | None:
 
 
 def load_vision_backbone(name_or_path: str, *, architecture: str | None = None, random_init: bool = False,
-                         allow_pickle: bool = False) -> VisionBackbone:
+                         allow_pickle: bool = False, model_args: dict[str, Any] | None = None) -> VisionBackbone:
     """A timm backbone from a model name (pretrained weights from the Hub, online), an ``hf-hub:`` id,
     a folder in timm's format (config.json + model.safetensors) or a weights file.
 
     A weights file needs its architecture: from a config.json beside it, or `architecture`.
     ``random_init=True`` builds the architecture with random weights (the caller seeds the RNG).
+    `model_args` are further `timm.create_model` arguments for a model name (e.g. a narrower
+    ResNet: ``{"channels": [32, 64, 128, 256], "layers": [1, 1, 1, 1]}``); a folder's own come from its config.json.
     """
     import timm
 
     path = Path(name_or_path)
     if path.exists() or name_or_path.startswith((".", "/", "~")):
+        if model_args:
+            raise ModelLoadError(f"model_args apply to a timm model name; {name_or_path!r} takes its own from its config.json.")
         return _load_local(path, architecture, random_init, allow_pickle)
+    model_args = dict(model_args or {})
     name = name_or_path.removeprefix("timm/") if name_or_path.startswith("timm/") and "." in name_or_path else name_or_path
     if not name.startswith("hf-hub:"):
         _check_known(name)
     try:
-        encoder = timm.create_model(name, pretrained=not random_init, num_classes=0)
+        encoder = timm.create_model(name, pretrained=not random_init, num_classes=0, **model_args)
+    except TypeError as error:  # an argument this architecture does not take
+        raise ModelLoadError(f"timm's {name} does not accept model_args {model_args}: {error}") from error
     except Exception as error:  # timm raises RuntimeError/OSError/HF errors when the weights cannot be fetched
         raise ModelLoadError(
             f"Could not load the timm model {name_or_path!r} with pretrained weights: {error}. Offline, give a "
@@ -159,7 +166,7 @@ def load_vision_backbone(name_or_path: str, *, architecture: str | None = None, 
     architecture = name.split(":", 1)[-1].split("/")[-1] if name.startswith("hf-hub:") else name
     architecture = encoder.pretrained_cfg.get("architecture", architecture) if hasattr(encoder, "pretrained_cfg") else architecture
     logger.info("Loaded timm %s%s", name_or_path, " (random weights)" if random_init else "")
-    return VisionBackbone(encoder, architecture)
+    return VisionBackbone(encoder, architecture, model_args)
 
 
 def _check_known(name: str) -> None:
