@@ -123,19 +123,20 @@ def _from_table(source: Any, config: DataConfig, where: str) -> ImageColumns:
 def _check_readable(images: list[Any], where: str) -> None:
     from PIL import Image, UnidentifiedImageError
 
-    for image in images:
-        if isinstance(image, (str, Path)):
-            if not Path(image).is_file():
+    for row, image in enumerate(images):
+        if isinstance(image, (str, Path, bytes)):
+            if not isinstance(image, bytes) and not Path(image).is_file():
                 raise DataError(f"{where}: image file {str(image)!r} does not exist.")
+            name = f"in row {row}" if isinstance(image, bytes) else repr(str(image))
             try:
-                with Image.open(image) as opened:
+                with Image.open(io.BytesIO(image) if isinstance(image, bytes) else image) as opened:
                     opened.verify()  # reads the header and structure, not every pixel
             except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as error:
-                raise DataError(f"{where}: cannot read the image {str(image)!r} ({error}). Remove or replace the file.") from error
+                raise DataError(f"{where}: cannot read the image {name} ({error}). Remove or replace it.") from error
         elif isinstance(image, np.ndarray):
             if image.ndim not in (2, 3) or (image.ndim == 3 and image.shape[-1] not in (1, 3, 4)):
                 raise DataError(f"{where}: an image array must be [H, W] or [H, W, C] with C in 1, 3, 4; got shape {image.shape}.")
-        elif not isinstance(image, bytes) and not type(image).__module__.startswith("PIL."):
+        elif not type(image).__module__.startswith("PIL."):
             raise DataError(f"{where}: cannot use {type(image).__name__} as an image; give file paths, PIL images or arrays.")
 
 

@@ -59,7 +59,7 @@ def resolve_data(spec: str, where: str = "data") -> Any:
 def _load(data: DataSection, split: str, where: str) -> Any:
     if data.dataset is None:
         if not Path(split).exists():  # a file, or a folder of images
-            raise DataError(f"{where}: data file or folder {split!r} does not exist. Check the path (relative paths are "
+            raise DataError(f"{where}: data file {split!r} does not exist. Check the path (relative paths are "
                             "read from the current folder), or set data.dataset to read split names from a dataset.")
         return split
     if bundled_dataset(data.dataset) is not None:

@@ -82,6 +82,12 @@ class ImageClassifier(Classifier):
         name_or_path = str(name_or_path)
         if (Path(name_or_path) / METADATA_FILE).is_file():
             return cls.load(name_or_path)
+        if not Path(name_or_path).exists():
+            from .hub import download_if_ours
+
+            pushed = download_if_ours(name_or_path.removeprefix("hf-hub:"))  # pushed by nlp_transfer: labels and all
+            if pushed is not None:
+                return cls.load(pushed)
         task_def = get_task(task)
         strategy_obj = make_strategy(strategy, strategy_options)  # options checked before anything loads
         if head not in ("auto", "linear", "mlp"):

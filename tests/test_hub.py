@@ -232,3 +232,26 @@ def test_card_names_a_hub_base_model_dataset_and_results():
     assert result["dataset"]["config"] == "sst2" and result["dataset"]["split"] == "validation"
     assert {"type": "accuracy", "value": 0.91} in result["metrics"]
     assert "1.00%" in card and 'from_pretrained("me/sst2")' in card
+
+
+def test_image_classifier_pushes_a_timm_checkpoint_and_loads_back(resnet_dir, hub):
+    from conftest import IMAGE_SIZE, square_images
+
+    from nlp_transfer import ImageClassifier
+
+    images, labels = square_images(32)
+    clf = ImageClassifier.from_pretrained(resnet_dir, strategy="partial", unfreeze_last=1, image_size=IMAGE_SIZE)
+    clf.fit((images, labels), epochs=2, batch_size=16, validation_split=0.25)
+    clf.push_to_hub("me/squares", token=TOKEN)
+    uploaded = hub.folder("me/squares")
+    assert {p.name for p in uploaded.iterdir()} == {"config.json", "model.safetensors", "nlp_transfer.json", "README.md"}
+    header = _card_header(uploaded)
+    assert header["library_name"] == "timm" and header["pipeline_tag"] == "image-classification"
+    assert 'timm.create_model("hf-hub:me/squares", pretrained=True)' in (uploaded / "README.md").read_text()
+    config = json.loads((uploaded / "config.json").read_text())
+    assert config["architecture"] == "resnet18" and config["num_classes"] == 2 and config["label_names"] == clf.labels
+    for name in ("me/squares", "hf-hub:me/squares"):
+        again = ImageClassifier.from_pretrained(name)
+        assert again.labels == clf.labels and again.strategy.name == "partial"
+        np.testing.assert_allclose(again.predict_proba(images[:6]), clf.predict_proba(images[:6]), atol=1e-6)
+    assert TOKEN not in _everything_written(uploaded)

@@ -277,3 +277,15 @@ def test_digits_demo_every_strategy_beats_scratch(tmp_path):
     for strategy in ("feature_extraction", "partial", "lora", "full"):
         assert scores[strategy] > scores["scratch"] + 0.03, (strategy, scores)
     assert "Source task: digits 0-4" in report
+
+
+def test_datasets_image_dataset(resnet_dir):
+    import datasets
+    from PIL import Image
+
+    images, labels = square_images(24)
+    dataset = datasets.Dataset.from_dict({"image": [Image.fromarray(i) for i in images], "label": labels})
+    dataset = dataset.cast_column("image", datasets.Image())
+    clf = make(resnet_dir, "feature_extraction")
+    clf.fit(dataset, **FAST)
+    np.testing.assert_allclose(clf.predict_proba(dataset), clf.predict_proba(images), atol=1e-6)  # PNG is lossless
