@@ -97,7 +97,7 @@ def fit_run(config: RunConfig, splits: Splits, *, resume: bool = False, checkpoi
         strategy=config.strategy.name, pooling=model.pooling, pool_layers=model.pool_layers, head=model.head,
         dropout=model.dropout, threshold=model.threshold, max_length=config.data.max_length, seed=config.train.seed,
         trust_remote_code=model.trust_remote_code, allow_pickle=model.allow_pickle, random_init=model.random_init,
-        **config.strategy.options())
+        num_layers=model.num_layers, **config.strategy.options())
     started = time.perf_counter()
     with PeakMemory() as peak:
         settings = _fit_settings(config) | ({"checkpoint_dir": checkpoint_dir} if checkpoint_dir else {})

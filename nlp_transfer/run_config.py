@@ -72,6 +72,7 @@ class ModelSection:
     dropout: float = _f(0.1, "Dropout in the head.")
     threshold: float = _f(0.5, "Multi-label decision threshold on each label's probability.")
     random_init: bool = _f(False, "Same architecture, random weights: the from-scratch control.")
+    num_layers: int | None = _f(None, "Keep only the encoder's first N layers (pretrained weights and all); default: all.")
     trust_remote_code: bool = _f(False, "Run model code from the Hub repository (only for sources you trust).")
     allow_pickle: bool = _f(False, "Allow loading .bin/.pt pickle weights (can run code; only for files you trust).")
 
@@ -79,6 +80,8 @@ class ModelSection:
         _validate_fields(self)
         if not self.name_or_path:
             raise ConfigError("name_or_path is empty; give a Hub id or a local model folder.")
+        if self.num_layers is not None and self.num_layers < 1:
+            raise ConfigError(f"model.num_layers={self.num_layers}; use a number of layers from 1 up, or leave it unset for all.")
 
 
 @dataclass

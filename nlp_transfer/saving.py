@@ -58,6 +58,7 @@ class ModelMetadata:
     training: dict[str, Any] | None = None
     metrics: dict[str, Any] | None = None
     parameters: dict[str, int] | None = None
+    num_layers: int | None = None  # the encoder kept only its first N layers (None: all; older folders lack it)
     library_version: str = ""
     format_version: int = FORMAT_VERSION
 
