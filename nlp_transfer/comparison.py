@@ -9,6 +9,9 @@ between it and the strategies is what pretraining contributes on this data.
 
 Output folder: one run folder per strategy (config, metrics, history, environment); the best
 strategy's folder also holds its model and model card.
+
+A strategy that does not clearly beat the control (or, with no control, the majority label) is
+flagged as negative transfer in the table, compare.json and its metrics.json (`negative_transfer.py`).
 """
 
 from __future__ import annotations

@@ -151,19 +151,22 @@ def parse_candidates(candidates: str | Sequence[str | Candidate]) -> list[Candid
 def rank_backbones(train: Any, candidates: str | Sequence[str | Candidate], *, text_column: str = "text",
                    text_pair_column: str | None = "text_pair", label_column: str = "label", max_length: int = 128,
                    max_samples: int | None = 2000, folds: int = 5, seed: int = 42, feature_cache_dir: str | None = None,
-                   twin: bool = True, output_dir: str | Path | None = None) -> Ranking:
+                   twin: bool = True, pool_layers: int = 1, output_dir: str | Path | None = None) -> Ranking:
     """Score each candidate's frozen features on (a seeded sample of) labelled training data.
 
     `train` is anything `fit` accepts (file, list of dicts, DataFrame, datasets.Dataset) with a
     single label per row. ``twin=True`` adds the random twin of the best candidate when no
-    ``@random`` candidate of that model is listed. With `output_dir`, writes rank.json, rank.md
-    and rank.png there.
+    ``@random`` candidate of that model is listed. `pool_layers` averages each candidate's top N
+    layers (capped at its depth) before pooling; 1 scores the top layer. With `output_dir`, writes
+    rank.json, rank.md and rank.png there.
     """
     chosen = parse_candidates(candidates)
     rows, ids, num_labels = _sample(train, text_column, text_pair_column, label_column, max_samples, seed)
     started = time.perf_counter()
     columns = {"text_column": text_column, "text_pair_column": text_pair_column}
-    score = lambda c, added=False: _score(c, rows, ids, columns, max_length, folds, seed, feature_cache_dir, added)  # noqa: E731
+    settings = {"max_length": max_length, "folds": folds, "seed": seed, "feature_cache_dir": feature_cache_dir,
+                "pool_layers": pool_layers, **columns}
+    score = lambda c, added=False: _score(c, rows, ids, added=added, **settings)  # noqa: E731
     scores = [score(c) for c in chosen]
     best = max((s for s, c in zip(scores, chosen) if not c.random), key=lambda s: s.logme, default=None)
     if twin and best is not None:
@@ -237,17 +240,16 @@ def _sample(train: Any, text_column: str, pair_column: str | None, label_column:
     return rows, np.array([index[examples.labels[i]] for i in keep]), len(labels)
 
 
-def _score(candidate: Candidate, rows: list[dict[str, Any]], ids: np.ndarray, columns: dict[str, Any], max_length: int,
-           folds: int, seed: int, feature_cache_dir: str | None, added: bool) -> CandidateScore:
+def _score(candidate: Candidate, rows: list[dict[str, Any]], ids: np.ndarray, *, max_length: int, folds: int, seed: int,
+           feature_cache_dir: str | None, pool_layers: int, added: bool, **columns: Any) -> CandidateScore:
     from .text import TextClassifier
     from .transferability import linear_probe_accuracy, logme
 
     started = time.perf_counter()
-    # Top-layer features (pool_layers=1) of the (possibly truncated) encoder: what "this backbone"
-    # means, and what full fine-tuning starts from.
     clf = TextClassifier.from_pretrained(candidate.name, strategy="feature_extraction", pooling=candidate.pooling,
                                          pool_layers=1, num_layers=candidate.layers, random_init=candidate.random,
                                          max_length=max_length, seed=seed)
+    clf.backbone.pool_layers = min(pool_layers, len(clf.backbone.blocks()))
     features = clf.features(rows, feature_cache_dir=feature_cache_dir, **columns).numpy()
     del clf
     gc.collect()
