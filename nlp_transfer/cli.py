@@ -140,8 +140,8 @@ def _parser() -> argparse.ArgumentParser:
     sub.add_argument("config", help="YAML recipe: the data (data.train, columns, max_length) and seed")
     sub.add_argument("overrides", nargs="*", help=overrides_help)
     sub.add_argument("--candidates", help="comma-separated NAME[@cls|@mean|@layers=N|@random] (default: the config's model)")
-    sub.add_argument("--max-samples", type=int, default=2000,
-                     help="score a seeded sample of this many training examples (default 2000; 0 for all)")
+    sub.add_argument("--max-samples", type=int, default=1000,
+                     help="score a seeded sample of this many training examples (default 1000; 0 for all)")
     sub.add_argument("--folds", type=int, default=5, help="folds of the linear probe (default 5)")
     sub.add_argument("--no-twin", action="store_true",
                      help="do not add the random twin of the best candidate (the negative-transfer control)")

@@ -150,7 +150,7 @@ def parse_candidates(candidates: str | Sequence[str | Candidate]) -> list[Candid
 
 def rank_backbones(train: Any, candidates: str | Sequence[str | Candidate], *, text_column: str = "text",
                    text_pair_column: str | None = "text_pair", label_column: str = "label", max_length: int = 128,
-                   max_samples: int | None = 2000, folds: int = 5, seed: int = 42, feature_cache_dir: str | None = None,
+                   max_samples: int | None = 1000, folds: int = 5, seed: int = 42, feature_cache_dir: str | None = None,
                    twin: bool = True, pool_layers: int | None = None, output_dir: str | Path | None = None) -> Ranking:
     """Score each candidate's frozen features on (a seeded sample of) labelled training data.
 
@@ -185,7 +185,7 @@ def rank_backbones(train: Any, candidates: str | Sequence[str | Candidate], *, t
 
 
 def rank_from_config(config: Any, candidates: str | Sequence[str | Candidate] | None = None, *,
-                     overrides: Sequence[str] = (), max_samples: int | None = 2000, folds: int = 5, twin: bool = True,
+                     overrides: Sequence[str] = (), max_samples: int | None = 1000, folds: int = 5, twin: bool = True,
                      output_dir: str | Path | None = None) -> Ranking:
     """`rank_backbones` on the training data, columns, max_length and seed of a run config (what the CLI runs).
 
