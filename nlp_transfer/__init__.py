@@ -11,6 +11,9 @@
     from nlp_transfer import load_config, train, compare       # the run level, as the CLI uses it
     result = train(load_config("configs/offline/minilm-intents-lora.yaml", ["train.epochs=5"]))
 
+    from nlp_transfer import rank_backbones                    # which pretrained model? before training any
+    print(rank_backbones("train.jsonl", ["bert-base-uncased", "roberta-base@mean"]).table())
+
 Importing the package is cheap: torch and transformers load on first use of a public name.
 """
 
@@ -28,6 +31,9 @@ __all__ = [
     "load_config",
     "train",
     "compare",
+    "rank_backbones",
+    "Candidate",
+    "Ranking",
     "evaluate",
     "predict",
     "TrainingConfig",
@@ -50,6 +56,9 @@ _LAZY = {
     "load_config": ".run_config",
     "train": ".api",
     "compare": ".comparison",
+    "rank_backbones": ".ranking",
+    "Candidate": ".ranking",
+    "Ranking": ".ranking",
     "evaluate": ".api",
     "predict": ".api",
     "TrainingConfig": ".config",

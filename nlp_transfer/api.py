@@ -14,7 +14,7 @@ import dataclasses
 import logging
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +41,7 @@ class RunResult:
     peak_memory_mb: float = 0.0
     memory_kind: str = "rss"
     path: Path | None = None
+    warnings: list[str] = field(default_factory=list)  # e.g. no better than predicting the majority label
 
     @property
     def train_samples_per_second(self) -> float:
@@ -99,7 +100,24 @@ def fit_run(config: RunConfig, splits: Splits, *, resume: bool = False, checkpoi
              if getattr(splits, split) is not None}
     for split, scores in final.items():
         logger.info("%s: %s", split, ", ".join(f"{k}={v:.4f}" for k, v in scores.items() if isinstance(v, float)))
-    return RunResult(config, final, history, fit_seconds, clf.parameter_summary(), clf, peak.megabytes, peak.kind)
+    warnings = _baseline_warnings(final or ({"held-out": clf.metrics} if clf.metrics else {}))
+    for warning in warnings:
+        logger.warning("%s", warning)
+    return RunResult(config, final, history, fit_seconds, clf.parameter_summary(), clf, peak.megabytes, peak.kind,
+                     warnings=warnings)
+
+
+def _baseline_warnings(metrics: dict[str, dict[str, Any]]) -> list[str]:
+    """Splits whose accuracy is not clearly above always predicting their most frequent label."""
+    from .negative_transfer import baseline_warning, majority_baseline
+
+    found = []
+    for split, scores in metrics.items():
+        baseline = majority_baseline(scores)
+        if baseline is not None and isinstance(scores.get("accuracy"), float):
+            warning = baseline_warning(f"{split} split", "accuracy", scores["accuracy"], baseline)
+            found += [warning] if warning else []
+    return found
 
 
 def build_classifier(config: RunConfig):
@@ -117,7 +135,7 @@ def build_classifier(config: RunConfig):
 
     return TextClassifier.from_pretrained(model.name_or_path, pooling=model.pooling, pool_layers=model.pool_layers,
                                           max_length=config.data.max_length, trust_remote_code=model.trust_remote_code,
-                                          **common)
+                                          num_layers=model.num_layers, **common)
 
 
 def write_run(path: Path, result: RunResult, *, save_model: bool, splits: Splits | None = None) -> RunResult:
@@ -156,7 +174,7 @@ def run_metrics(result: RunResult) -> dict[str, Any]:
             "train_seconds": history.train_seconds, "fit_seconds": result.fit_seconds,
             "train_samples_per_second": result.train_samples_per_second,
             "peak_memory_mb": result.peak_memory_mb, "memory_kind": result.memory_kind,
-            "parameters": result.parameters, "epochs": history.epochs}
+            "parameters": result.parameters, "epochs": history.epochs, "warnings": list(result.warnings)}
 
 
 def push_run(run_or_model: str | Path, repo_id: str, *, private: bool = False, token: str | None = None,

@@ -181,6 +181,33 @@ class Classifier:
         outputs, targets = self._logits(self._dataset(examples, targets))
         return self._score(self.training.extra_metrics if self.training else [])(outputs, targets)
 
+    def features(self, data: Any, *, feature_cache_dir: str | None = None, batch_size: int = 64,
+                 mixed_precision: str = "no", **data_settings: Any) -> torch.Tensor:
+        """The backbone's pooled features [n, feature_size] for `data`, in order: what the head sees.
+
+        Goes through the disk feature cache (`feature_cache_dir`, as in `fit`; "memory" skips it),
+        so asking again for the same data and backbone does not run the encoder. Labels are not
+        needed. ``clf.features(["a text", "another"])``.
+        """
+        config = build(DataConfig, {**_fields_of(self.data_config), **data_settings}, source="features")
+        settings = build(TrainingConfig, {"feature_cache_dir": feature_cache_dir, "eval_batch_size": batch_size,
+                                          "mixed_precision": mixed_precision}, source="features")
+        examples = self._examples(data, config, "data", need_labels=False)
+        if self.history is None:  # not trained yet: the inputs (single texts or pairs) are what this data has
+            self._adopt_inputs(examples)
+        dataset = self._dataset(examples, None)
+        disk = self._feature_cache(settings)
+        found = disk.load(dataset) if disk is not None else None
+        if found is not None:
+            return found
+        accelerator = make_accelerator(settings)
+        self.backbone.to(accelerator.device)
+        loader = self._eval_loader(dataset, settings.eval_batch_size, self._collator(accelerator))
+        encoded = encode_features(self.backbone, loader, accelerator)
+        if disk is not None and accelerator.is_main_process:
+            disk.store(dataset, encoded)
+        return encoded
+
     def predict(self, inputs: Any) -> list[Any]:
         """Labels (single-label), lists of labels (multi-label) or numbers (regression), in input order."""
         return self.predict_with_scores(inputs)[0]
@@ -311,7 +338,7 @@ class Classifier:
     def _feature_cache(self, settings: TrainingConfig) -> FeatureCache | None:
         if settings.feature_cache_dir == "memory":
             return None
-        backbone = self.model.backbone
+        backbone = self.backbone  # the model's own (also before a head exists)
         key_settings = {"backbone": type(backbone).__name__, "pooling": getattr(backbone, "pooling", None),
                         "pool_layers": getattr(backbone, "pool_layers", None), "precision": settings.mixed_precision}
         folder = Path(settings.feature_cache_dir) if settings.feature_cache_dir else default_cache_dir()

@@ -5,6 +5,7 @@
     nlp-transfer evaluate runs/minilm-intents-lora --data support_intents:test
     nlp-transfer predict runs/minilm-intents-lora --text "my parcel never arrived"
     nlp-transfer compare configs/offline/minilm-intents-full.yaml --strategies feature_extraction,lora,scratch
+    nlp-transfer rank configs/offline/minilm-intents-full.yaml --candidates sentence-transformers/all-MiniLM-L6-v2,sentence-transformers/all-MiniLM-L6-v2@layers=2
     nlp-transfer show-config configs/offline/minilm-intents-lora.yaml strategy.lora.r=16
     nlp-transfer push runs/minilm-intents-lora --repo-id me/support-intents
     accelerate launch --multi_gpu --num_processes 2 scripts/train.py configs/offline/minilm-intents-lora.yaml
@@ -45,6 +46,11 @@ _EXAMPLES = {
     "compare": """examples:
   nlp-transfer compare configs/offline/minilm-intents-full.yaml
   nlp-transfer compare my.yaml --strategies feature_extraction,lora,scratch train.epochs=5""",
+    "rank": """examples:
+  nlp-transfer rank my.yaml --candidates bert-base-uncased,roberta-base@mean,distilroberta-base
+  nlp-transfer rank my.yaml --candidates sentence-transformers/all-MiniLM-L6-v2,sentence-transformers/all-MiniLM-L6-v2@cls,sentence-transformers/all-MiniLM-L6-v2@layers=2,sentence-transformers/all-MiniLM-L6-v2@random
+a candidate is NAME[@option...]; options: cls or mean (pooling), layers=N (only the first N layers),
+random (the same architecture with random weights: the control). Higher LogME is better.""",
     "push": """examples:
   nlp-transfer push runs/minilm-intents-lora --repo-id me/support-intents-lora
   nlp-transfer push runs/demo --repo-id me/support-intents --private
@@ -130,6 +136,18 @@ def _parser() -> argparse.ArgumentParser:
                      help="comma-separated: feature_extraction, partial, lora, full, scratch (default: all)")
     sub.add_argument("--output", help="folder for compare.json and the runs (default: output.dir or runs/<run.name>)")
     sub.add_argument("--overwrite", action="store_true", help="replace an existing folder once the comparison finishes")
+
+    sub = command("rank", "Rank candidate pretrained models on the training data before fine-tuning (LogME, linear probe).",
+                  _rank)
+    sub.add_argument("config", help="YAML recipe: the data (data.train, columns, max_length) and seed")
+    sub.add_argument("overrides", nargs="*", help=overrides_help)
+    sub.add_argument("--candidates", help="comma-separated NAME[@cls|@mean|@layers=N|@random] (default: the config's model)")
+    sub.add_argument("--max-samples", type=int, default=1000,
+                     help="score a seeded sample of this many training examples (default 1000; 0 for all)")
+    sub.add_argument("--folds", type=int, default=5, help="folds of the linear probe (default 5)")
+    sub.add_argument("--no-twin", action="store_true",
+                     help="do not add the random twin of the best candidate (the negative-transfer control)")
+    sub.add_argument("--output", help="folder for rank.json, rank.md and rank.png (default: runs/<config name>-rank)")
 
     sub = command("push", "Push a trained run (or saved model) with its model card to the Hugging Face Hub.", _push)
     sub.add_argument("model", metavar="RUN_OR_MODEL", help="run folder, compare folder or saved model folder")
@@ -238,6 +256,21 @@ def _compare(args: argparse.Namespace) -> int:
         print(result.table())
         print(f"written to {result.path}/compare.json")
     _end_processes()
+    return 0
+
+
+def _rank(args: argparse.Namespace) -> int:
+    from .run_config import load_config
+
+    config = load_config(args.config, args.overrides)
+    _logging(config.run.log_level)
+    from .ranking import rank_from_config
+
+    output = args.output or f"runs/{Path(args.config).stem}-rank"
+    ranking = rank_from_config(config, args.candidates, max_samples=args.max_samples or None, folds=args.folds,
+                               twin=not args.no_twin, output_dir=output)
+    print(ranking.table())
+    print(f"written to {ranking.path}/rank.json")
     return 0
 
 

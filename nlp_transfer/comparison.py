@@ -9,6 +9,9 @@ between it and the strategies is what pretraining contributes on this data.
 
 Output folder: one run folder per strategy (config, metrics, history, environment); the best
 strategy's folder also holds its model and model card.
+
+A strategy that does not clearly beat the control (or, with no control, the majority label) is
+flagged as negative transfer in the table, compare.json and its metrics.json (`negative_transfer.py`).
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ from typing import Any
 from .api import RunResult, as_config, fit_run, write_run
 from .config import STRATEGY_OPTIONS
 from .errors import ConfigError, did_you_mean
+from .negative_transfer import baseline_warning, majority_baseline, scratch_warning
 from .report import plot_comparison
 from .run_config import RunConfig, resolve
 
@@ -52,6 +56,7 @@ class StrategyScore:
     total_parameters: int
     epochs: int
     learning_rate: float
+    warning: str | None = None  # negative transfer: not clearly better than the control (or the majority label)
 
     @property
     def is_control(self) -> bool:
@@ -69,6 +74,11 @@ class Comparison:
     memory_kind: str = "rss"
     title: str = ""
     path: Path | None = None
+    majority_baseline: float | None = None  # accuracy of always predicting the split's most frequent label
+
+    @property
+    def warnings(self) -> list[str]:
+        return [row.warning for row in self.rows if row.warning]
 
     def table(self) -> str:
         """A plain-text table, one row per strategy, the control marked."""
@@ -76,7 +86,8 @@ class Comparison:
                   f"{'peak mem':>10}  {'trainable parameters':<24}")
         lines = [f"Scored on the {self.split} split:", header, "-" * len(header)]
         for row in self.rows:
-            name = row.strategy + (" (control)" if row.is_control else "") + (" *" if row.strategy == self.best else "")
+            name = (row.strategy + (" (control)" if row.is_control else "") + (" *" if row.strategy == self.best else "")
+                    + (" !" if row.warning else ""))
             share = 100.0 * row.trainable_parameters / max(row.total_parameters, 1)
             lines.append(f"{name:<22}{_cell(row.metrics.get('accuracy')):>9}{_cell(row.metrics.get('f1_macro')):>10}"
                          f"{row.fit_seconds:>9.1f}s{row.samples_per_second:>11.1f}{row.peak_memory_mb:>8.0f}MB"
@@ -84,11 +95,14 @@ class Comparison:
         lines.append(f"* best by {self.metric}. Fit time and samples/s cover the whole fit (encoding, evaluation); "
                      f"peak mem is {self.memory_kind} during the fit.")
         lines.append("The control is the same architecture trained from random weights.")
+        if self.majority_baseline is not None:
+            lines.append(f"Always predicting the most frequent label scores accuracy {self.majority_baseline:.4f}.")
+        lines += [f"! {warning}" for warning in self.warnings]
         return "\n".join(lines)
 
     def to_dict(self) -> dict[str, Any]:
         return {"title": self.title, "split": self.split, "metric": self.metric, "best": self.best,
-                "memory": self.memory_kind,
+                "memory": self.memory_kind, "majority_baseline": self.majority_baseline, "warnings": self.warnings,
                 "strategies": [dataclasses.asdict(row) | {"control": row.is_control} for row in self.rows]}
 
 
@@ -109,12 +123,14 @@ def compare(config: RunConfig | str | Path, strategies: Sequence[str] = DEFAULT_
     metric = PRIMARY_METRIC[base.model.task]
     higher = greater_is_better(metric)
     rows: list[StrategyScore] = []
+    baseline: float | None = None
     best: tuple[str, RunResult, float] | None = None  # name, result, score
     with staged_run_folder(out) as folder:
         for strategy in strategies:
             logger.info("compare: training %s (%d of %d)", strategy, len(rows) + 1, len(strategies))
             result = fit_run(variant(base, strategy, f"{name}-{strategy}", out / strategy), splits)
             split, scores = _report_split(result)
+            baseline = majority_baseline(scores) if baseline is None else baseline  # the same split for every run
             rows.append(_score(strategy, result, scores))
             if best is None or _better(scores[metric], best[2], higher):
                 if best is not None:  # the previous best loses its place: write it without its model
@@ -125,8 +141,11 @@ def compare(config: RunConfig | str | Path, strategies: Sequence[str] = DEFAULT_
             del result
             gc.collect()
         write_run(folder / best[0], best[1], save_model=best[1].config.output.save_model, splits=splits)
-        comparison = Comparison(split, metric, rows, best[0], best[1].memory_kind, _title(base, splits))
+        rows = _with_warnings(rows, metric, higher, baseline)
+        comparison = Comparison(split, metric, rows, best[0], best[1].memory_kind, _title(base, splits),
+                                majority_baseline=baseline)
         if process_state().is_main_process:
+            _add_warnings_to_runs(folder, rows)
             write_json(folder / "compare.json", comparison.to_dict())
             (folder / "compare.md").write_text("```\n" + comparison.table() + "\n```\n", encoding="utf-8")
             plot_comparison(comparison, folder / "compare.png")
@@ -159,6 +178,37 @@ def _title(config: RunConfig, splits) -> str:
     except Exception:  # the title is decoration; never fail a finished comparison over it
         size = ""
     return f"{model} on {data}{size}"
+
+
+def _with_warnings(rows: list[StrategyScore], metric: str, higher: bool, baseline: float | None) -> list[StrategyScore]:
+    """Mark transfer strategies that are not clearly better than the scratch control, or, without a
+    control, than always predicting the majority label."""
+    control = next((row for row in rows if row.is_control), None)
+    marked = []
+    for row in rows:
+        warning = None
+        if not row.is_control and control is not None and metric in row.metrics and metric in control.metrics:
+            warning = scratch_warning(row.strategy, metric, row.metrics[metric], control.metrics[metric], higher)
+        elif not row.is_control and control is None and baseline is not None and "accuracy" in row.metrics:
+            warning = baseline_warning(row.strategy, "accuracy", row.metrics["accuracy"], baseline)
+        if warning:
+            logger.warning("%s", warning)
+        marked.append(dataclasses.replace(row, warning=warning))
+    return marked
+
+
+def _add_warnings_to_runs(folder: Path, rows: list[StrategyScore]) -> None:
+    """Each warned strategy's metrics.json gets its warning too (its run was written before the control ran)."""
+    import json
+
+    from .runs import write_json
+
+    for row in rows:
+        path = folder / row.strategy / "metrics.json"
+        if row.warning and path.is_file():
+            metrics = json.loads(path.read_text(encoding="utf-8"))
+            metrics["warnings"] = [*metrics.get("warnings", []), row.warning]
+            write_json(path, metrics)
 
 
 def _check_names(strategies: Sequence[str]) -> None:

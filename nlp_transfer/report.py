@@ -1,8 +1,11 @@
-"""The comparison chart: accuracy against training time, one point per strategy, the control marked.
+"""The charts: strategies compared (`compare.png`) and candidate backbones ranked (`rank.png`).
 
-The question it answers at a glance: how much accuracy does each strategy buy, at what cost, and how
+The comparison answers at a glance: how much accuracy does each strategy buy, at what cost, and how
 far above training from scratch is each? Points further up and to the left are better; the dashed
 line is the from-scratch control, so the height above it is what pretraining contributed.
+
+The ranking shows each candidate's LogME (one row each, best on top) beside its probe accuracy; the
+random twin is grey with a dashed line at its score, and a flagged candidate is red.
 """
 
 from __future__ import annotations
@@ -13,8 +16,9 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from .comparison import Comparison
+    from .ranking import Ranking
 
-__all__ = ["plot_comparison"]
+__all__ = ["plot_comparison", "plot_ranking"]
 
 logger = logging.getLogger(__name__)
 
@@ -22,15 +26,23 @@ _COLOURS = {"feature_extraction": "#1b9e77", "partial": "#7570b3", "lora": "#d95
             "scratch": "#666666"}
 
 
-def plot_comparison(comparison: Comparison, path: Path) -> Path | None:
-    """Write the chart as a PNG; returns its path (None when matplotlib is missing)."""
+def _pyplot(filename: str):
+    """matplotlib's pyplot drawing to files only, or None (with a warning) when it is missing."""
     try:
         import matplotlib
 
         matplotlib.use("Agg")  # files only: no display needed, none opened
         import matplotlib.pyplot as plt
     except ImportError:
-        logger.warning("matplotlib is not installed, so no compare.png (pip install matplotlib).")
+        logger.warning("matplotlib is not installed, so no %s (pip install matplotlib).", filename)
+        return None
+    return plt
+
+
+def plot_comparison(comparison: Comparison, path: Path) -> Path | None:
+    """Write the chart as a PNG; returns its path (None when matplotlib is missing)."""
+    plt = _pyplot("compare.png")
+    if plt is None:
         return None
 
     metric = "accuracy" if all("accuracy" in row.metrics for row in comparison.rows) else comparison.metric
@@ -92,3 +104,30 @@ def _label_points(ax, rows, metric: str) -> None:
 
 def _overlap(a: tuple[float, float, float, float], b: tuple[float, float, float, float]) -> bool:
     return a[0] < b[2] and b[0] < a[2] and a[1] < b[3] and b[1] < a[3]
+
+
+def plot_ranking(ranking: Ranking, path: Path) -> Path | None:
+    """Write the ranking chart as a PNG; returns its path (None when matplotlib is missing)."""
+    plt = _pyplot("rank.png")
+    if plt is None:
+        return None
+    rows = list(reversed(ranking.rows))  # best at the top
+    fig, ax = plt.subplots(figsize=(8, 1.2 + 0.55 * len(rows)), dpi=150)
+    for y, row in enumerate(rows):
+        colour = "#666666" if row.control else ("#d62728" if row.warning else "#1b9e77")
+        ax.scatter(row.logme, y, s=70, marker="X" if row.control else "o", color=colour, edgecolor="black",
+                   linewidth=0.6, zorder=3)
+        ax.annotate(f"probe {row.probe_accuracy:.1%} · {row.seconds:.0f}s", (row.logme, y), textcoords="offset points",
+                    xytext=(8, 0), va="center", fontsize=8)
+        if row.control:
+            ax.axvline(row.logme, color="#666666", linestyle="--", linewidth=1, zorder=1)
+    ax.set_yticks(range(len(rows)), [row.candidate + (" (control)" if row.control else "") for row in rows], fontsize=8)
+    ax.set_xlabel("LogME (log evidence per example, higher is better)")
+    ax.grid(True, axis="x", alpha=0.3)
+    ax.margins(x=0.35, y=0.15)
+    ax.set_title(f"Which pretrained model? {ranking.examples} training examples, {ranking.num_labels} labels, "
+                 f"{ranking.seconds:.0f} s in all", fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return path

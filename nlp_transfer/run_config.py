@@ -76,6 +76,7 @@ class ModelSection:
     dropout: float = _f(0.1, "Dropout in the head.")
     threshold: float = _f(0.5, "Multi-label decision threshold on each label's probability.")
     random_init: bool = _f(False, "Same architecture, random weights: the from-scratch control.")
+    num_layers: int | None = _f(None, "Keep only the encoder's first N layers (pretrained weights and all); default: all.")
     trust_remote_code: bool = _f(False, "Run model code from the Hub repository (only for sources you trust).")
     allow_pickle: bool = _f(False, "Allow loading .bin/.pt pickle weights (can run code; only for files you trust).")
     image_size: int | None = _f(None, "Vision: input resolution in pixels; default the model's own (e.g. 224).")
@@ -90,6 +91,8 @@ class ModelSection:
         if self.type == "vision" and self.name_or_path == DEFAULT_MODEL:
             raise ConfigError(f"model.type is vision but name_or_path is the default text model {DEFAULT_MODEL!r}; "
                               "set model.name_or_path to a timm model (e.g. resnet50) or a timm weights folder.")
+        if self.num_layers is not None and self.num_layers < 1:
+            raise ConfigError(f"model.num_layers={self.num_layers}; use a number of layers from 1 up, or leave it unset for all.")
 
 
 @dataclass

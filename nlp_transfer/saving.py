@@ -67,6 +67,7 @@ class ModelMetadata:
     metrics: dict[str, Any] | None = None
     parameters: dict[str, int] | None = None
     backbone: dict[str, Any] | None = None  # modality-specific settings (vision: architecture, model_args, preprocessing)
+    num_layers: int | None = None  # the encoder kept only its first N layers (None: all; older folders lack it)
     library_version: str = ""
     format_version: int = FORMAT_VERSION
 

@@ -43,9 +43,11 @@ class TextClassifier(Classifier):
     """Text classification (single- or multi-label), regression and sentence pairs."""
 
     def __init__(self, tokenizer, backbone: TextBackbone, *, base_model: str, max_length: int,
-                 pretrained_pooler: torch.nn.Module | None = None, random_init: bool = False, **kwargs: Any) -> None:
+                 pretrained_pooler: torch.nn.Module | None = None, random_init: bool = False,
+                 num_layers: int | None = None, **kwargs: Any) -> None:
         self.tokenizer = tokenizer
         self.random_init = random_init
+        self.num_layers = num_layers
         self._truncation_warned: set[int] = set()
         self._pretrained_pooler = pretrained_pooler
         self.base_model = base_model
@@ -77,6 +79,7 @@ class TextClassifier(Classifier):
         trust_remote_code: bool = False,
         allow_pickle: bool = False,
         random_init: bool = False,
+        num_layers: int | None = None,
         **strategy_options: Any,
     ) -> TextClassifier:
         """Load an encoder (local folder, or Hub id when online), add a head, apply the strategy.
@@ -91,6 +94,7 @@ class TextClassifier(Classifier):
 
         ``random_init=True`` keeps the architecture and tokenizer but starts from random weights
         (seeded): the from-scratch control that `compare` measures transfer against.
+        ``num_layers=N`` keeps only the encoder's first N layers (pretrained weights and all).
         """
         name_or_path = str(name_or_path)
         if (Path(name_or_path) / METADATA_FILE).is_file():
@@ -110,12 +114,13 @@ class TextClassifier(Classifier):
             torch.manual_seed(seed)
             tokenizer, backbone = load_text_backbone(
                 name_or_path, pooling=pooling, pool_layers=pool_layers or 1,
-                trust_remote_code=trust_remote_code, allow_pickle=allow_pickle, random_init=random_init)
+                trust_remote_code=trust_remote_code, allow_pickle=allow_pickle, random_init=random_init,
+                num_layers=num_layers)
         if pool_layers is None and frozen:
             backbone.pool_layers = min(_FROZEN_POOL_LAYERS, len(backbone.blocks()))
         pooler = _detach_pooler(backbone)
         return cls(tokenizer, backbone, base_model=_source_name(name_or_path), max_length=max_length,
-                   pretrained_pooler=None if random_init else pooler, random_init=random_init,
+                   pretrained_pooler=None if random_init else pooler, random_init=random_init, num_layers=num_layers,
                    strategy=strategy_obj, task=task_def, labels=labels, num_labels=num_labels,
                    head_options=_default_head(backbone, head, dropout, frozen), threshold=threshold, seed=seed)
 
@@ -210,9 +215,11 @@ class TextClassifier(Classifier):
         if meta.modality != "text":
             raise ModelLoadError(f"{str(path)!r} holds a {meta.modality} model; load it with the matching classifier.")
         source = {"transformers": folder, "encoder": folder / "encoder", "adapter": meta.base_model}[meta.layout]
+        # Saved encoder configs already hold the truncated depth; an adapter's base is rebuilt from the full model.
+        truncate = meta.num_layers if meta.layout == "adapter" else None
         tokenizer, backbone = load_text_backbone(str(source), pooling=meta.pooling, pool_layers=meta.pool_layers,
                                                  trust_remote_code=trust_remote_code, tokenizer_path=str(folder),
-                                                 expect_extra_weights=True)
+                                                 expect_extra_weights=True, num_layers=truncate)
         _detach_pooler(backbone)
         if meta.layout == "adapter":
             backbone.encoder = _load_adapter(backbone.encoder, folder / "adapter")
@@ -221,7 +228,7 @@ class TextClassifier(Classifier):
         clf = cls(tokenizer, backbone, base_model=meta.base_model, max_length=meta.max_length or 128, strategy=strategy,
                   task=get_task(meta.task), labels=meta.labels, num_labels=meta.num_outputs if meta.labels is None else None,
                   head_options=head_options, threshold=meta.threshold, seed=0,
-                  random_init=bool(meta.strategy.get("random_init")))
+                  random_init=bool(meta.strategy.get("random_init")), num_layers=meta.num_layers)
         clf._load_head(folder, meta)
         clf.uses_text_pair = meta.uses_text_pair
         clf.data_config = DataConfig(**{"max_length": meta.max_length or 128, **(meta.data or {})})
@@ -277,6 +284,7 @@ class TextClassifier(Classifier):
             modality="text", layout=layout, base_model=self.base_model, model_type=self.backbone.model_type,
             task=self.task.name, labels=self.labels, num_outputs=self._num_outputs, threshold=self.threshold,
             pooling=self.backbone.pooling, pool_layers=self.backbone.pool_layers, head=self.model.head.config.to_dict(), strategy=strategy,
+            num_layers=self.num_layers,
             max_length=self.max_length, uses_text_pair=self.uses_text_pair, data=asdict(self.data_config),
             training=asdict(self.training) if self.training else None, metrics=self.metrics,
             parameters=self.parameter_summary(), library_version=__version__)

@@ -18,7 +18,7 @@ from nlp_transfer.run_config import load_config
 
 ROOT = Path(__file__).parent.parent
 TINY = ROOT / "configs" / "tests" / "tiny.yaml"
-COMMANDS = ["train", "evaluate", "predict", "show-config", "compare", "push", "demo"]
+COMMANDS = ["train", "evaluate", "predict", "show-config", "compare", "rank", "push", "demo"]
 
 
 def _write_jsonl(path: Path, rows: list[dict]) -> Path:

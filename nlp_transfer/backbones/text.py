@@ -17,7 +17,7 @@ from typing import Literal
 import torch
 from torch import nn
 
-from ..errors import ModelLoadError, StrategyError, did_you_mean
+from ..errors import ConfigError, ModelLoadError, StrategyError, did_you_mean
 
 __all__ = ["TextBackbone", "NativeHead", "NATIVE_HEADS", "LORA_TARGETS", "load_text_backbone", "default_pooling"]
 
@@ -162,12 +162,14 @@ def load_text_backbone(
     tokenizer_path: str | None = None,
     expect_extra_weights: bool = False,
     random_init: bool = False,
+    num_layers: int | None = None,
 ):
     """Load tokenizer and encoder (safetensors only unless `allow_pickle`), return (tokenizer, TextBackbone).
 
     An embedded Hub id (see `embedded.py`) loads from its installed local copy. `random_init`
     keeps the architecture and tokenizer but not the weights: the from-scratch control (the
-    caller seeds the RNG).
+    caller seeds the RNG). `num_layers` keeps only the first N transformer layers (with their
+    pretrained weights): a smaller, faster encoder whose features are those of layer N.
     """
     from safetensors import SafetensorError
     from transformers import AutoConfig, AutoModel, AutoTokenizer
@@ -183,13 +185,18 @@ def load_text_backbone(
     resolved: Pooling = (default_pooling(source) or "cls") if pooling == "auto" else pooling
     try:
         tokenizer = AutoTokenizer.from_pretrained(tokenizer_path or source, trust_remote_code=trust_remote_code)
-        with _transformers_quiet(expect_extra_weights):
+        config = AutoConfig.from_pretrained(source, trust_remote_code=trust_remote_code)
+        if num_layers is not None:
+            _truncate(config, num_layers, name_or_path)
+        # A truncated model leaves the upper layers' weights unused on purpose: no report about them.
+        with _transformers_quiet(expect_extra_weights or num_layers is not None):
             if random_init:
-                config = AutoConfig.from_pretrained(source, trust_remote_code=trust_remote_code)
                 encoder = AutoModel.from_config(config, trust_remote_code=trust_remote_code)
             else:
-                encoder = AutoModel.from_pretrained(source, trust_remote_code=trust_remote_code,
+                encoder = AutoModel.from_pretrained(source, config=config, trust_remote_code=trust_remote_code,
                                                     use_safetensors=not allow_pickle)
+    except ConfigError:
+        raise  # a bad num_layers, already explained (it is a ValueError too)
     except SafetensorError as error:
         raise ModelLoadError(
             f"The weights in {source!r} are damaged or truncated ({error}); save or download the model again."
@@ -200,9 +207,21 @@ def load_text_backbone(
             "`save_pretrained` (config.json, model.safetensors, tokenizer files) or a Hub id while online."
             + install_hint(name_or_path)
         ) from error
-    logger.info("Loaded %s (%s%s) with %s pooling", name_or_path, encoder.config.model_type,
-                ", random weights" if random_init else "", resolved)
+    logger.info("Loaded %s (%s%s%s) with %s pooling", name_or_path, encoder.config.model_type,
+                ", random weights" if random_init else "", f", first {num_layers} layers" if num_layers else "", resolved)
     return tokenizer, TextBackbone(encoder, resolved, pool_layers)
+
+
+def _truncate(config, num_layers: int, name_or_path: str) -> None:
+    """Set the config to build only the first `num_layers` layers (checked against the model's depth)."""
+    depth = getattr(config, "num_hidden_layers", None)
+    if depth is None:
+        raise ConfigError(f"num_layers is not supported for {name_or_path!r} ({config.model_type}): its config has "
+                          "no num_hidden_layers. Leave num_layers unset.")
+    if isinstance(num_layers, bool) or not isinstance(num_layers, int) or not 1 <= num_layers <= depth:
+        raise ConfigError(f"num_layers={num_layers!r}, but {name_or_path!r} has {depth} layers; use 1 to {depth}, "
+                          "or leave it unset for all of them.")
+    config.num_hidden_layers = num_layers
 
 
 @contextmanager

@@ -1,0 +1,281 @@
+"""Which pretrained model? Rank candidate backbones on your data before fine-tuning any of them.
+
+Each candidate encodes a seeded sample of the training data once (frozen, through the feature
+cache) and is scored by LogME and by the k-fold accuracy of a linear probe (`transferability.py`).
+A randomly initialised twin of the best candidate is scored too: a pretrained backbone that does
+not beat random weights of its own shape is flagged as negative transfer.
+
+    from nlp_transfer import rank_backbones
+    ranking = rank_backbones("train.jsonl", ["sentence-transformers/all-MiniLM-L6-v2",
+                                             "sentence-transformers/all-MiniLM-L6-v2@layers=2"])
+    print(ranking.table())                   # also rank.json, rank.md, rank.png with output_dir
+
+    nlp-transfer rank my.yaml --candidates bert-base-uncased,roberta-base@mean,distilroberta-base
+
+A candidate is ``NAME[@option...]``: ``cls`` / ``mean`` (pooling), ``layers=N`` (only the first N
+layers), ``random`` (the architecture with random weights).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import gc
+import logging
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+
+from .errors import ConfigError, DataError, did_you_mean
+
+__all__ = ["Candidate", "CandidateScore", "Ranking", "rank_backbones", "rank_from_config", "parse_candidates"]
+
+logger = logging.getLogger(__name__)
+
+_OPTIONS = ["cls", "mean", "layers=N", "random"]
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """A backbone to rank: a model folder or Hub id, its pooling, its depth, pretrained or random."""
+
+    name: str
+    pooling: Literal["auto", "cls", "mean"] = "auto"
+    layers: int | None = None  # only the first N transformer layers; None: all
+    random: bool = False  # same architecture and tokenizer, random weights: the control
+
+    @classmethod
+    def parse(cls, spec: str) -> Candidate:
+        """``"roberta-base@mean@layers=4"`` -> Candidate("roberta-base", "mean", 4)."""
+        name, *options = [part.strip() for part in str(spec).strip().split("@")]
+        if not name:
+            raise ConfigError(f"Candidate {spec!r} has no model name; write NAME[@option...], e.g. bert-base-uncased@cls.")
+        values: dict[str, Any] = {}
+        for option in options:
+            key, sep, value = option.partition("=")
+            if option in ("cls", "mean"):
+                values["pooling"] = option
+            elif option == "random":
+                values["random"] = True
+            elif key == "layers" and sep and value.isdigit() and int(value) >= 1:
+                values["layers"] = int(value)
+            elif key == "layers":
+                raise ConfigError(f"Candidate {spec!r}: {option!r} needs a number of layers from 1 up, e.g. layers=4.")
+            else:
+                raise ConfigError(f"Unknown option {option!r} in candidate {spec!r}: "
+                                  f"{did_you_mean(option if not sep else key + '=N', _OPTIONS)}")
+        return cls(name, **values)
+
+    @property
+    def spec(self) -> str:
+        """The shell form, which `parse` reads back to an equal candidate."""
+        options = ([self.pooling] if self.pooling != "auto" else []) + ([f"layers={self.layers}"] if self.layers else [])
+        return "@".join([self.name, *options, *(["random"] if self.random else [])])
+
+    def twin(self) -> Candidate:
+        """The same architecture (and readout) with random weights."""
+        return dataclasses.replace(self, random=True)
+
+
+@dataclass(frozen=True)
+class CandidateScore:
+    """One row of the ranking."""
+
+    candidate: str
+    logme: float
+    probe_accuracy: float
+    feature_dim: int
+    seconds: float  # loading, encoding (or reading the cache) and scoring
+    control: bool = False  # a randomly initialised twin
+    added: bool = False  # the twin `rank_backbones` added itself
+    warning: str | None = None
+
+
+@dataclass(frozen=True)
+class Ranking:
+    """Candidates ranked by LogME (best first), with the linear-probe second opinion."""
+
+    rows: list[CandidateScore]
+    examples: int
+    num_labels: int
+    seconds: float
+    folds: int = 5
+    path: Path | None = None
+
+    @property
+    def best(self) -> str:
+        """The best-scoring pretrained (not random) candidate."""
+        return next((row.candidate for row in self.rows if not row.control), self.rows[0].candidate)
+
+    @property
+    def warnings(self) -> list[str]:
+        return [row.warning for row in self.rows if row.warning]
+
+    def table(self) -> str:
+        width = max(24, *(len(row.candidate) + 12 for row in self.rows))
+        header = f"{'rank':<6}{'candidate':<{width}}{'LogME':>9}{'probe acc':>11}{'dim':>6}{'seconds':>9}"
+        lines = [f"Ranked by LogME on {self.examples} training examples ({self.num_labels} labels); higher is better:",
+                 header, "-" * len(header)]
+        for place, row in enumerate(self.rows, 1):
+            name = row.candidate + (" (control)" if row.control else "") + (" !" if row.warning else "")
+            lines.append(f"{place:<6}{name:<{width}}{row.logme:>9.4f}{row.probe_accuracy:>11.4f}{row.feature_dim:>6}"
+                         f"{row.seconds:>9.1f}")
+        lines.append(f"LogME: log evidence per example of a Bayesian linear model on the frozen features (nats); "
+                     f"probe acc: {self.folds}-fold logistic regression on the same features. Total {self.seconds:.1f} s.")
+        lines.append("(control): the same architecture with random weights; a pretrained model should beat it.")
+        lines += [f"! {warning}" for warning in self.warnings]
+        return "\n".join(lines)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"metric": "logme", "best": self.best, "examples": self.examples, "num_labels": self.num_labels,
+                "folds": self.folds, "seconds": self.seconds, "warnings": self.warnings,
+                "candidates": [{"rank": place, **dataclasses.asdict(row)} for place, row in enumerate(self.rows, 1)]}
+
+
+def parse_candidates(candidates: str | Sequence[str | Candidate]) -> list[Candidate]:
+    """Candidates from ``"A,B@cls,C@layers=2"`` or a list of specs / `Candidate` objects."""
+    items = [part for part in candidates.split(",") if part.strip()] if isinstance(candidates, str) else list(candidates)
+    parsed = [item if isinstance(item, Candidate) else Candidate.parse(item) for item in items]
+    if not parsed:
+        raise ConfigError("No candidates to rank; give some, e.g. --candidates bert-base-uncased,roberta-base@mean.")
+    specs = [c.spec for c in parsed]
+    repeated = sorted({s for s in specs if specs.count(s) > 1})
+    if repeated:
+        raise ConfigError(f"Candidate {repeated[0]!r} is listed twice; list each once.")
+    return parsed
+
+
+def rank_backbones(train: Any, candidates: str | Sequence[str | Candidate], *, text_column: str = "text",
+                   text_pair_column: str | None = "text_pair", label_column: str = "label", max_length: int = 128,
+                   max_samples: int | None = 1000, folds: int = 5, seed: int = 42, feature_cache_dir: str | None = None,
+                   twin: bool = True, pool_layers: int | None = None, output_dir: str | Path | None = None) -> Ranking:
+    """Score each candidate's frozen features on (a seeded sample of) labelled training data.
+
+    `train` is anything `fit` accepts (file, list of dicts, DataFrame, datasets.Dataset) with a
+    single label per row. ``twin=True`` adds the random twin of the best candidate when no
+    ``@random`` candidate of that model is listed. `pool_layers` averages each candidate's top N
+    layers (capped at its depth) before pooling; the default is feature extraction's own readout
+    (the top 4), which ranked better than the top layer alone in bench/rank_validation.py. With
+    `output_dir`, writes rank.json, rank.md and rank.png there.
+    """
+    chosen = parse_candidates(candidates)
+    rows, ids, num_labels = _sample(train, text_column, text_pair_column, label_column, max_samples, seed)
+    started = time.perf_counter()
+    columns = {"text_column": text_column, "text_pair_column": text_pair_column}
+    settings = {"max_length": max_length, "folds": folds, "seed": seed, "feature_cache_dir": feature_cache_dir,
+                "pool_layers": pool_layers, **columns}
+    score = lambda c, added=False: _score(c, rows, ids, added=added, **settings)  # noqa: E731
+    scores = [score(c) for c in chosen]
+    best = max((s for s, c in zip(scores, chosen) if not c.random), key=lambda s: s.logme, default=None)
+    if twin and best is not None:
+        top = chosen[scores.index(best)]
+        if not any(c.random and c.name == top.name for c in chosen):
+            logger.info("rank: adding %s, the random twin of the best candidate, as the control", top.twin().spec)
+            chosen, scores = [*chosen, top.twin()], [*scores, score(top.twin(), added=True)]
+    scores = _with_warnings(chosen, scores)
+    ranking = Ranking(sorted(scores, key=lambda s: -s.logme), len(ids), num_labels, time.perf_counter() - started, folds)
+    for warning in ranking.warnings:
+        logger.warning("%s", warning)
+    if output_dir is not None:
+        ranking = write_ranking(ranking, Path(output_dir))
+    return ranking
+
+
+def rank_from_config(config: Any, candidates: str | Sequence[str | Candidate] | None = None, *,
+                     overrides: Sequence[str] = (), max_samples: int | None = 1000, folds: int = 5, twin: bool = True,
+                     output_dir: str | Path | None = None) -> Ranking:
+    """`rank_backbones` on the training data, columns, max_length and seed of a run config (what the CLI runs).
+
+    Without `candidates`, the config's own model is ranked against its random twin.
+    """
+    from .api import as_config
+    from .sources import load_splits
+
+    config = as_config(config, overrides)
+    if candidates is None:
+        model = config.model
+        candidates = [Candidate(model.name_or_path, model.pooling, model.num_layers)]
+    candidates = parse_candidates(candidates)  # a misspelt option fails before any data is read
+    data = config.data
+    train = load_splits(dataclasses.replace(data, validation=None, test=None)).train  # only train is read
+    return rank_backbones(train, candidates, text_column=data.text_column,
+                          text_pair_column=data.text_pair_column, label_column=data.label_column,
+                          max_length=data.max_length, max_samples=max_samples, folds=folds, seed=config.train.seed,
+                          feature_cache_dir=config.train.feature_cache_dir, twin=twin, output_dir=output_dir)
+
+
+def write_ranking(ranking: Ranking, folder: Path) -> Ranking:
+    """rank.json, rank.md and rank.png in `folder` (created; other files there are left alone)."""
+    from .report import plot_ranking
+    from .runs import write_json
+
+    folder.mkdir(parents=True, exist_ok=True)
+    write_json(folder / "rank.json", ranking.to_dict())
+    (folder / "rank.md").write_text("```\n" + ranking.table() + "\n```\n", encoding="utf-8")
+    plot_ranking(ranking, folder / "rank.png")
+    return dataclasses.replace(ranking, path=folder)
+
+
+# ----------------------------------------------------------------- internals
+def _sample(train: Any, text_column: str, pair_column: str | None, label_column: str, max_samples: int | None,
+            seed: int) -> tuple[list[dict[str, Any]], np.ndarray, int]:
+    """A seeded sample of the labelled rows (only the columns the encoder needs) and class ids."""
+    from .config import DataConfig
+    from .data import TextColumns, read_table
+    from .tasks import get_task, infer_labels
+
+    config = DataConfig(text_column=text_column, text_pair_column=pair_column, label_column=label_column)
+    examples = TextColumns.from_table(read_table(train, "train"), config, "train", need_labels=True)
+    labels = infer_labels(get_task("single_label"), examples.labels, "train")
+    if len(labels) < 2:
+        raise DataError(f"train has a single label ({labels[0]!r}); ranking needs at least two classes to tell apart.")
+    keep = np.arange(len(examples))
+    if max_samples is not None and len(examples) > max_samples:
+        keep = np.sort(np.random.default_rng(seed).choice(len(examples), size=max_samples, replace=False))
+        logger.info("rank: scoring a seeded sample of %d of the %d training examples", max_samples, len(examples))
+    index = {label: i for i, label in enumerate(labels)}
+    rows = [{text_column: examples.texts[i], **({pair_column: examples.pairs[i]} if examples.pairs else {})} for i in keep]
+    return rows, np.array([index[examples.labels[i]] for i in keep]), len(labels)
+
+
+def _score(candidate: Candidate, rows: list[dict[str, Any]], ids: np.ndarray, *, max_length: int, folds: int, seed: int,
+           feature_cache_dir: str | None, pool_layers: int | None, added: bool, **columns: Any) -> CandidateScore:
+    from .text import TextClassifier
+    from .transferability import linear_probe_accuracy, logme
+
+    started = time.perf_counter()
+    # The readout feature extraction would train on (mean of the top 4 layers by default): on SST-2
+    # and TREC its LogME ranked the candidates as fine-tuning did with tau +0.40, the top layer alone 0.00.
+    clf = TextClassifier.from_pretrained(candidate.name, strategy="feature_extraction", pooling=candidate.pooling,
+                                         num_layers=candidate.layers, random_init=candidate.random,
+                                         max_length=max_length, seed=seed)
+    if pool_layers is not None:
+        clf.backbone.pool_layers = min(pool_layers, len(clf.backbone.blocks()))
+    features = clf.features(rows, feature_cache_dir=feature_cache_dir, **columns).numpy()
+    del clf
+    gc.collect()
+    score = CandidateScore(candidate.spec, logme(features, ids), linear_probe_accuracy(features, ids, folds=folds, seed=seed),
+                           int(features.shape[1]), time.perf_counter() - started, control=candidate.random, added=added)
+    logger.info("rank: %s LogME %.4f, probe accuracy %.4f (%.1f s)", score.candidate, score.logme,
+                score.probe_accuracy, score.seconds)
+    return score
+
+
+def _with_warnings(candidates: list[Candidate], scores: list[CandidateScore]) -> list[CandidateScore]:
+    """Flag pretrained candidates that do not beat the random twin of their model (same depth if listed)."""
+    twins = [(c, s) for c, s in zip(candidates, scores) if c.random]
+    out = []
+    for candidate, score in zip(candidates, scores):
+        mine = [(c, s) for c, s in twins if c.name == candidate.name]
+        same_depth = [(c, s) for c, s in mine if c.layers == candidate.layers]
+        reference = max(same_depth or mine, key=lambda pair: pair[1].logme, default=None)
+        if not candidate.random and reference is not None:
+            from .negative_transfer import twin_warning
+
+            warning = twin_warning(score.candidate, score.logme, reference[1].candidate, reference[1].logme)
+            score = dataclasses.replace(score, warning=warning)
+        out.append(score)
+    return out

@@ -1,0 +1,265 @@
+"""Ranking backbones before training: LogME against its definition, the probe, candidate specs,
+`rank_backbones` and `nlp-transfer rank`, and the negative-transfer warnings of rank, train and compare."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from conftest import sentiment_rows
+from nlp_transfer import Candidate, TextClassifier, rank_backbones
+from nlp_transfer.errors import ConfigError
+from nlp_transfer.transferability import _as_arrays, _maximise, linear_probe_accuracy, log_evidence, logme
+
+
+# ----------------------------------------------------------------- LogME
+def _linear_data(n: int, d: int, scale: float = 0.5, seed: int = 0):
+    """Features and a real target that depends linearly on them, plus noise: the evidence has an interior maximum."""
+    rng = np.random.default_rng(seed)
+    features = rng.normal(size=(n, d))
+    return features, features @ rng.normal(size=d) * scale + rng.normal(size=n)
+
+
+# More examples than dimensions, and fewer (where the noise is large enough that beta stays finite).
+@pytest.mark.parametrize("n, d, scale", [(60, 8, 0.5), (25, 30, 0.2)])
+def test_logme_is_the_maximum_of_the_evidence_computed_directly(n, d, scale):
+    from scipy.stats import multivariate_normal
+
+    features, target = _linear_data(n, d, scale)
+    evidence, alpha, beta = (v[0] for v in _maximise(*_as_arrays(features, target, regression=True)))
+    # the closed form at the fixed point equals the textbook formula and the Gaussian marginal likelihood
+    assert evidence == pytest.approx(log_evidence(features, target, alpha, beta), abs=1e-9)
+    covariance = np.eye(n) / beta + features @ features.T / alpha  # y ~ N(0, I/beta + F F^T / alpha)
+    assert evidence == pytest.approx(multivariate_normal(np.zeros(n), covariance).logpdf(target) / n, abs=1e-9)
+    grid = [log_evidence(features, target, alpha * a, beta * b) for a in (0.5, 0.8, 0.95, 1.05, 1.25, 2)
+            for b in (0.5, 0.8, 0.95, 1.05, 1.25, 2)]
+    assert max(grid) < evidence  # no (alpha, beta) around the fixed point has more evidence
+
+
+def test_logme_of_classes_is_the_mean_over_one_hot_targets():
+    features, _ = _linear_data(50, 6)
+    labels = np.random.default_rng(1).integers(0, 3, 50)
+    per_class = [logme(features, (labels == k).astype(float), regression=True) for k in range(3)]
+    assert logme(features, labels) == pytest.approx(np.mean(per_class))
+    assert logme(features, np.array(["b", "a", "c"])[labels]) == pytest.approx(logme(features, labels))
+
+
+def test_features_that_separate_the_classes_score_higher_than_random_ones():
+    rng = np.random.default_rng(0)
+    labels = rng.integers(0, 3, 300)
+    noise = rng.normal(size=(300, 16))
+    separating = noise + 5.0 * np.eye(16)[labels]  # class k shifts dimension k
+    assert logme(separating, labels) > logme(noise, labels) + 0.1
+    assert linear_probe_accuracy(separating, labels) > 0.95
+    assert linear_probe_accuracy(noise, labels) < 0.5
+    assert logme(torch.from_numpy(separating).float(), labels) == pytest.approx(logme(separating, labels), abs=1e-4)
+
+
+def test_logme_and_probe_reject_unusable_input():
+    from nlp_transfer.errors import DataError
+
+    with pytest.raises(DataError, match="one label per example"):
+        logme(np.zeros((4, 2)), [0, 1])
+    with pytest.raises(DataError, match="NaN"):
+        logme(np.full((4, 2), np.nan), [0, 1, 0, 1])
+    with pytest.raises(DataError, match="at least 2 per class"):
+        linear_probe_accuracy(np.random.default_rng(0).normal(size=(5, 2)), [0, 0, 0, 0, 1])
+
+
+# ----------------------------------------------------------------- candidate specs
+@pytest.mark.parametrize("spec, expected", [
+    ("bert-base-uncased", Candidate("bert-base-uncased")),
+    ("roberta-base@mean", Candidate("roberta-base", pooling="mean")),
+    ("m@cls@layers=2", Candidate("m", pooling="cls", layers=2)),
+    ("./models/mine@layers=4@random", Candidate("./models/mine", layers=4, random=True)),
+])
+def test_candidate_specs_parse_and_print_back(spec, expected):
+    assert Candidate.parse(spec) == expected
+    assert Candidate.parse(expected.spec) == expected
+
+
+@pytest.mark.parametrize("spec, message", [
+    ("bert@layer=2", "did you mean 'layers=N'"),
+    ("bert@clss", "did you mean 'cls'"),
+    ("bert@layers=0", "from 1 up"),
+    ("bert@layers", "from 1 up"),
+    ("@cls", "no model name"),
+])
+def test_a_bad_candidate_names_the_option_and_the_valid_ones(spec, message):
+    with pytest.raises(ConfigError, match=message) as error:
+        Candidate.parse(spec)
+    assert spec in str(error.value)
+
+
+def test_a_candidate_listed_twice_is_an_error():
+    from nlp_transfer.ranking import parse_candidates
+
+    with pytest.raises(ConfigError, match="listed twice"):
+        parse_candidates("bert@cls,bert@cls")
+
+
+# ----------------------------------------------------------------- truncated encoders
+def test_a_truncated_encoder_keeps_the_first_layers_and_saves_and_reloads(model_dirs, tmp_path):
+    full = TextClassifier.from_pretrained(model_dirs["bert"], labels=["neg", "pos"], strategy="full")
+    for strategy in ("full", "lora"):
+        clf = TextClassifier.from_pretrained(model_dirs["bert"], labels=["neg", "pos"], strategy=strategy, num_layers=1)
+        assert len(clf.backbone.blocks()) == 1
+        kept = clf.backbone.base_encoder.state_dict()
+        name = next(k for k in kept if "layer.0.attention.self.query" in k and k.endswith("weight") and "lora" not in k)
+        torch.testing.assert_close(kept[name], full.backbone.encoder.state_dict()["encoder.layer.0.attention.self.query.weight"])
+        clf.save(tmp_path / strategy)
+        again = TextClassifier.load(tmp_path / strategy)
+        assert len(again.backbone.blocks()) == 1 and again.num_layers == 1
+        texts = ["good film", "awful plot"]
+        np.testing.assert_allclose(again.predict_proba(texts), clf.predict_proba(texts), atol=1e-5)
+    with pytest.raises(ConfigError, match="has 2 layers; use 1 to 2"):
+        TextClassifier.from_pretrained(model_dirs["bert"], labels=["neg", "pos"], num_layers=3)
+
+
+def test_old_metadata_without_num_layers_still_loads(model_dirs, tmp_path):
+    clf = TextClassifier.from_pretrained(model_dirs["bert"], labels=["neg", "pos"], strategy="lora")
+    clf.save(tmp_path / "m")
+    meta = json.loads((tmp_path / "m" / "nlp_transfer.json").read_text())
+    del meta["num_layers"]
+    (tmp_path / "m" / "nlp_transfer.json").write_text(json.dumps(meta))
+    assert TextClassifier.load(tmp_path / "m").num_layers is None
+
+
+# ----------------------------------------------------------------- rank_backbones
+@pytest.fixture
+def count_encoder_passes(monkeypatch):
+    from nlp_transfer.backbones.text import TextBackbone
+
+    calls = {"n": 0}
+    forward = TextBackbone.forward
+
+    def counting(self, *args, **kwargs):
+        calls["n"] += 1
+        return forward(self, *args, **kwargs)
+
+    monkeypatch.setattr(TextBackbone, "forward", counting)
+    return calls
+
+
+def test_rank_writes_a_ranked_table_and_reuses_cached_features(model_dirs, tmp_path, count_encoder_passes):
+    bert = str(model_dirs["bert"])
+    candidates = [bert, f"{bert}@cls", Candidate(bert, layers=1), f"{bert}@random"]
+    rows = sentiment_rows(60)
+    first = rank_backbones(rows, candidates, max_samples=40, folds=3, feature_cache_dir=str(tmp_path / "cache"),
+                           output_dir=tmp_path / "out")
+    assert count_encoder_passes["n"] > 0
+    saved = json.loads((tmp_path / "out" / "rank.json").read_text())
+    scores = [row["logme"] for row in saved["candidates"]]
+    assert scores == sorted(scores, reverse=True) and [row["rank"] for row in saved["candidates"]] == [1, 2, 3, 4]
+    assert {row["candidate"] for row in saved["candidates"]} == {Candidate.parse(str(c)).spec if isinstance(c, str)
+                                                                   else c.spec for c in candidates}
+    assert saved["examples"] == 40 and all(row["feature_dim"] == 32 for row in saved["candidates"])
+    assert not any(row["added"] for row in saved["candidates"])  # a twin was listed: none added
+    assert (tmp_path / "out" / "rank.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "LogME" in (tmp_path / "out" / "rank.md").read_text()
+
+    count_encoder_passes["n"] = 0
+    second = rank_backbones(rows, candidates, max_samples=40, folds=3, feature_cache_dir=str(tmp_path / "cache"))
+    assert count_encoder_passes["n"] == 0  # every candidate's features came from the cache
+    assert [r.logme for r in second.rows] == [r.logme for r in first.rows]
+
+
+def _degenerate_model(source: Path, folder: Path) -> Path:
+    """A 'pretrained' model whose word embeddings are all equal: its features ignore the words."""
+    clf = TextClassifier.from_pretrained(source, strategy="feature_extraction")
+    with torch.no_grad():
+        words = clf.backbone.encoder.embeddings.word_embeddings.weight
+        words.copy_(words[0].expand_as(words))
+    clf.backbone.encoder.save_pretrained(folder)
+    clf.tokenizer.save_pretrained(folder)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def learnt_model(model_dirs, tmp_path_factory) -> Path:
+    """A tiny encoder fine-tuned on the toy sentiment task: pretrained, for that task, in earnest."""
+    clf = TextClassifier.from_pretrained(model_dirs["bert"], strategy="full", pooling="mean")
+    clf.fit(sentiment_rows(128), epochs=8, batch_size=16, learning_rate=3e-3, head_learning_rate=3e-3, validation_split=0)
+    folder = tmp_path_factory.mktemp("learnt") / "model"
+    clf.backbone.encoder.save_pretrained(folder)
+    clf.tokenizer.save_pretrained(folder)
+    return folder
+
+
+def test_a_backbone_below_its_random_twin_is_flagged(model_dirs, tmp_path, caplog):
+    bad = _degenerate_model(model_dirs["bert"], tmp_path / "bad")
+    with caplog.at_level("WARNING", logger="nlp_transfer"):
+        ranking = rank_backbones(sentiment_rows(60), [str(bad)], folds=3, feature_cache_dir="memory",
+                                 output_dir=tmp_path / "out")
+    assert [row.candidate for row in ranking.rows] == [f"{bad}@random", str(bad)]  # the twin was added, and won
+    assert ranking.rows[0].added and ranking.rows[0].control
+    assert "negative transfer" in ranking.rows[1].warning and "negative transfer" in caplog.text
+    saved = json.loads((tmp_path / "out" / "rank.json").read_text())
+    assert saved["warnings"] == [ranking.rows[1].warning] and saved["candidates"][1]["warning"]
+
+
+def test_a_learnt_backbone_beats_its_twin_without_a_warning(learnt_model):
+    ranking = rank_backbones(sentiment_rows(60, seed=3), [str(learnt_model)], folds=3, feature_cache_dir="memory")
+    assert ranking.best == str(learnt_model) and ranking.rows[-1].control
+    assert not ranking.warnings
+    assert ranking.rows[0].probe_accuracy > 0.9
+
+
+def test_rank_command(model_dirs, tmp_path, capsys):
+    from test_cli import TINY, _write_data
+
+    from nlp_transfer.cli import main
+
+    data = _write_data(tmp_path / "data")
+    bert = model_dirs["bert"]
+    code = main(["rank", str(TINY), f"data.train={data['train']}", "--candidates", f"{bert},{bert}@layers=1",
+                 "--folds", "3", "--output", str(tmp_path / "rank")])
+    assert code == 0
+    printed = capsys.readouterr().out
+    assert "LogME" in printed and "(control)" in printed  # the twin of the best was added
+    assert len(json.loads((tmp_path / "rank" / "rank.json").read_text())["candidates"]) == 3
+    assert main(["rank", str(TINY), "--candidates", f"{bert}@lyers=1", "--output", str(tmp_path / "x")]) == 2
+    assert "did you mean 'layers=N'" in capsys.readouterr().err
+
+
+# ----------------------------------------------------------------- negative transfer in train and compare
+def _overrides(model: Path, data: dict[str, Path], out: Path, *extra: str) -> list[str]:
+    return [f"model.name_or_path={model}", *(f"data.{k}={v}" for k, v in data.items()), f"output.dir={out}", *extra]
+
+
+def test_compare_warns_when_transfer_does_not_beat_the_control(model_dirs, tmp_path, capsys):
+    from test_cli import TINY, _write_data
+
+    from nlp_transfer.cli import main
+
+    bad = _degenerate_model(model_dirs["bert"], tmp_path / "bad")
+    data = _write_data(tmp_path / "data")
+    out = tmp_path / "cmp"
+    assert main(["compare", str(TINY), *_overrides(bad, data, out, "train.epochs=4"),
+                 "--strategies", "feature_extraction,scratch"]) == 0
+    assert "! feature_extraction:" in capsys.readouterr().out
+    summary = json.loads((out / "compare.json").read_text())
+    rows = {row["strategy"]: row for row in summary["strategies"]}
+    assert "from-scratch control" in rows["feature_extraction"]["warning"] and rows["scratch"]["warning"] is None
+    assert summary["warnings"] == [rows["feature_extraction"]["warning"]]
+    metrics = json.loads((out / "feature_extraction" / "metrics.json").read_text())
+    assert rows["feature_extraction"]["warning"] in metrics["warnings"]
+    assert any("most frequent label" in w for w in metrics["warnings"])  # train's own check, against the majority
+
+
+def test_a_learnt_backbone_beats_the_majority_baseline_without_a_warning(learnt_model, tmp_path):
+    from test_cli import TINY, _write_data
+
+    from nlp_transfer.comparison import compare
+    from nlp_transfer.run_config import load_config
+
+    data = _write_data(tmp_path / "data")
+    config = load_config(TINY, _overrides(learnt_model, data, tmp_path / "cmp", "train.epochs=4"))
+    result = compare(config, ["feature_extraction"])
+    assert result.majority_baseline is not None and result.warnings == []
+    metrics = json.loads((tmp_path / "cmp" / "feature_extraction" / "metrics.json").read_text())
+    assert metrics["warnings"] == []
