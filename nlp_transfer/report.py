@@ -112,20 +112,20 @@ def plot_ranking(ranking: Ranking, path: Path) -> Path | None:
     if plt is None:
         return None
     rows = list(reversed(ranking.rows))  # best at the top
-    fig, ax = plt.subplots(figsize=(8, 1.2 + 0.55 * len(rows)), dpi=150)
+    fig, ax = plt.subplots(figsize=(10, 1.4 + 0.55 * len(rows)), dpi=150)
     for y, row in enumerate(rows):
         colour = "#666666" if row.control else ("#d62728" if row.warning else "#1b9e77")
         ax.scatter(row.logme, y, s=70, marker="X" if row.control else "o", color=colour, edgecolor="black",
                    linewidth=0.6, zorder=3)
-        ax.annotate(f"probe {row.probe_accuracy:.1%} · {row.seconds:.0f}s", (row.logme, y), textcoords="offset points",
+        ax.annotate(f"probe {row.probe_accuracy:.1%} · {row.seconds:.1f} s", (row.logme, y), textcoords="offset points",
                     xytext=(8, 0), va="center", fontsize=8)
         if row.control:
             ax.axvline(row.logme, color="#666666", linestyle="--", linewidth=1, zorder=1)
     ax.set_yticks(range(len(rows)), [row.candidate + (" (control)" if row.control else "") for row in rows], fontsize=8)
     ax.set_xlabel("LogME (log evidence per example, higher is better)")
     ax.grid(True, axis="x", alpha=0.3)
-    ax.margins(x=0.35, y=0.15)
-    ax.set_title(f"Which pretrained model? {ranking.examples} training examples, {ranking.num_labels} labels, "
+    ax.margins(x=0.45, y=0.15)  # room for the probe labels right of the best point
+    ax.set_title(f"Which pretrained model?\n{ranking.examples} training examples, {ranking.num_labels} labels, "
                  f"{ranking.seconds:.0f} s in all", fontsize=10)
     fig.tight_layout()
     fig.savefig(path)
