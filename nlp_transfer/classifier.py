@@ -257,6 +257,24 @@ class Classifier:
                     f"nlp-transfer push path --repo-id {repo_id}")
             return push_folder(folder, repo_id, private=private, token=token, commit_message=commit_message, retry_hint=hint)
 
+    # ----------------------------------------------------------------- saving helpers (both modalities)
+    def _strategy_record(self, merged: bool) -> dict[str, Any]:
+        """The strategy as saved: name and options, and whether LoRA was merged or the model trained from scratch."""
+        strategy = self.strategy.describe()
+        if merged:
+            strategy["merged"] = True
+        if getattr(self, "random_init", False):
+            strategy["random_init"] = True  # trained from scratch: the base model gave only its shape
+        return strategy
+
+    def _set_head_weights(self, state: dict[str, torch.Tensor], folder: Path) -> None:
+        from .errors import ModelLoadError
+
+        try:
+            self._require_model().head.load_state_dict(state)
+        except RuntimeError as error:
+            raise ModelLoadError(f"The head weights in {folder} do not fit the saved head settings: {error}") from error
+
     # ----------------------------------------------------------------- internals
     def _split_settings(self, settings: dict[str, Any]) -> tuple[TrainingConfig, DataConfig]:
         training_keys = set(TrainingConfig.__dataclass_fields__)

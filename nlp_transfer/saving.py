@@ -36,7 +36,8 @@ import torch
 
 from .errors import ModelLoadError
 
-__all__ = ["METADATA_FILE", "FORMAT_VERSION", "ModelMetadata", "write_folder", "read_metadata", "save_tensors", "load_tensors"]
+__all__ = ["METADATA_FILE", "FORMAT_VERSION", "ModelMetadata", "write_folder", "read_metadata", "save_tensors", "load_tensors",
+           "load_adapter"]
 
 logger = logging.getLogger(__name__)
 
@@ -114,6 +115,17 @@ def load_tensors(path: Path) -> dict[str, torch.Tensor]:
         return load_file(str(path))
     except (SafetensorError, OSError, ValueError) as error:
         raise ModelLoadError(f"{str(path)!r} is corrupt or truncated ({error}); save the model again.") from error
+
+
+def load_adapter(encoder: torch.nn.Module, adapter_folder: Path):
+    """`encoder` with the peft LoRA adapter saved in `adapter_folder`, trainable (text or vision alike)."""
+    try:
+        from peft import PeftModel
+    except ImportError as error:
+        raise ModelLoadError("This model holds a LoRA adapter; loading it needs peft: pip install peft") from error
+    if not (adapter_folder / "adapter_config.json").is_file():
+        raise ModelLoadError(f"Missing {adapter_folder / 'adapter_config.json'}; the model folder is incomplete.")
+    return PeftModel.from_pretrained(encoder, str(adapter_folder), is_trainable=True)
 
 
 def write_folder(target: Path, write: Callable[[Path], None]) -> None:

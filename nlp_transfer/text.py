@@ -26,7 +26,7 @@ from .data import PaddingCollator, TextColumns, TokenizedDataset, looks_like_dat
 from .embedded import local_model
 from .errors import ConfigError, DataError, ModelLoadError, did_you_mean
 from .heads import ClassificationHead
-from .saving import METADATA_FILE, ModelMetadata, load_tensors, read_metadata, save_tensors, write_folder
+from .saving import METADATA_FILE, ModelMetadata, load_adapter, load_tensors, read_metadata, save_tensors, write_folder
 from .strategies import make_strategy
 from .tasks import get_task
 
@@ -222,7 +222,7 @@ class TextClassifier(Classifier):
                                                  expect_extra_weights=True, num_layers=truncate)
         _detach_pooler(backbone)
         if meta.layout == "adapter":
-            backbone.encoder = _load_adapter(backbone.encoder, folder / "adapter")
+            backbone.encoder = load_adapter(backbone.encoder, folder / "adapter")
         strategy = make_strategy(meta.strategy["name"], meta.strategy.get("options"))
         head_options = {k: v for k, v in meta.head.items() if k not in ("in_features", "num_outputs")}
         clf = cls(tokenizer, backbone, base_model=meta.base_model, max_length=meta.max_length or 128, strategy=strategy,
@@ -267,19 +267,12 @@ class TextClassifier(Classifier):
                      (("dense", native.dense_key), ("out", native.out_key)) for kind in ("weight", "bias")}
         else:
             state = load_tensors(folder / "head.safetensors")
-        try:
-            self.model.head.load_state_dict(state)
-        except RuntimeError as error:
-            raise ModelLoadError(f"The head weights in {folder} do not fit the saved head settings: {error}") from error
+        self._set_head_weights(state, folder)
 
     def _metadata(self, layout: str, merged: bool) -> ModelMetadata:
         from . import __version__
 
-        strategy = self.strategy.describe()
-        if merged:
-            strategy["merged"] = True
-        if self.random_init:
-            strategy["random_init"] = True  # trained from scratch: the base model gave only its shape
+        strategy = self._strategy_record(merged)
         return ModelMetadata(
             modality="text", layout=layout, base_model=self.base_model, model_type=self.backbone.model_type,
             task=self.task.name, labels=self.labels, num_outputs=self._num_outputs, threshold=self.threshold,
@@ -344,12 +337,3 @@ def _source_name(name_or_path: str) -> str:
     path = Path(name_or_path)
     return str(path.resolve()) if path.is_dir() else name_or_path
 
-
-def _load_adapter(encoder, adapter_folder: Path):
-    try:
-        from peft import PeftModel
-    except ImportError as error:
-        raise ModelLoadError("This model holds a LoRA adapter; loading it needs peft: pip install peft") from error
-    if not (adapter_folder / "adapter_config.json").is_file():
-        raise ModelLoadError(f"Missing {adapter_folder / 'adapter_config.json'}; the model folder is incomplete.")
-    return PeftModel.from_pretrained(encoder, str(adapter_folder), is_trainable=True)

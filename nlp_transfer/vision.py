@@ -27,7 +27,7 @@ from .classifier import Classifier
 from .config import DataConfig
 from .errors import ConfigError, DataError, ModelLoadError, did_you_mean
 from .images import ImageCollator, ImageColumns, ImageDataset, make_transform
-from .saving import METADATA_FILE, ModelMetadata, load_tensors, read_metadata, save_tensors, write_folder
+from .saving import METADATA_FILE, ModelMetadata, load_adapter, load_tensors, read_metadata, save_tensors, write_folder
 from .strategies import make_strategy
 from .tasks import get_task
 
@@ -203,7 +203,7 @@ class ImageClassifier(Classifier):
             backbone = load_vision_backbone(meta.base_model, architecture=None if named else settings.get("architecture"),
                                             random_init=bool(meta.strategy.get("random_init")),
                                             model_args=settings.get("model_args") if named else None)
-            backbone.encoder = _load_adapter(backbone.encoder, folder / "adapter")
+            backbone.encoder = load_adapter(backbone.encoder, folder / "adapter")
         else:
             backbone = load_vision_backbone(str(folder / TIMM_WEIGHTS_FILE))
         strategy = make_strategy(meta.strategy["name"], meta.strategy.get("options"))
@@ -224,19 +224,12 @@ class ImageClassifier(Classifier):
             state = {f"out.{kind}": tensors[f"{classifier}.{kind}"] for kind in ("weight", "bias")}
         else:
             state = load_tensors(folder / "head.safetensors")
-        try:
-            self.model.head.load_state_dict(state)
-        except RuntimeError as error:
-            raise ModelLoadError(f"The head weights in {folder} do not fit the saved head settings: {error}") from error
+        self._set_head_weights(state, folder)
 
     def _metadata(self, layout: str, merged: bool) -> ModelMetadata:
         from . import __version__
 
-        strategy = self.strategy.describe()
-        if merged:
-            strategy["merged"] = True
-        if self.random_init:
-            strategy["random_init"] = True
+        strategy = self._strategy_record(merged)
         backbone = {"architecture": self.backbone.architecture, "model_args": self.backbone.model_args,
                     "image_size": self.image_size, "preprocessing": self.preprocessing}
         return ModelMetadata(
@@ -250,14 +243,4 @@ class ImageClassifier(Classifier):
 def _source_name(name_or_path: str) -> str:
     path = Path(name_or_path)
     return str(path.resolve()) if path.exists() else name_or_path
-
-
-def _load_adapter(encoder, adapter_folder: Path):
-    try:
-        from peft import PeftModel
-    except ImportError as error:
-        raise ModelLoadError("This model holds a LoRA adapter; loading it needs peft: pip install peft") from error
-    if not (adapter_folder / "adapter_config.json").is_file():
-        raise ModelLoadError(f"Missing {adapter_folder / 'adapter_config.json'}; the model folder is incomplete.")
-    return PeftModel.from_pretrained(encoder, str(adapter_folder), is_trainable=True)
 
