@@ -57,7 +57,7 @@ class ImageClassifier(Classifier):
         labels: list[Any] | None = None,
         num_labels: int | None = None,
         task: Literal["single_label", "multi_label", "regression"] = "single_label",
-        strategy: Literal["feature_extraction", "partial", "full", "lora"] = "feature_extraction",
+        strategy: Literal["feature_extraction", "partial", "full", "lora", "gradual"] = "feature_extraction",
         head: Literal["auto", "linear", "mlp"] = "auto",
         dropout: float = 0.0,
         threshold: float = 0.5,
