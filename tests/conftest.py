@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import random
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -159,6 +160,27 @@ def _one_torch_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(previous)
+
+
+@contextmanager
+def interrupted_after_saves(count: int):
+    """A killed run, in-process: the `count`-th checkpoint is written, then KeyboardInterrupt."""
+    from nlp_transfer import checkpoints
+
+    save, calls = checkpoints.Checkpointer.save, {"n": 0}
+
+    def interrupting(self, *args, **kwargs):
+        result = save(self, *args, **kwargs)
+        calls["n"] += 1
+        if calls["n"] == count:
+            raise KeyboardInterrupt
+        return result
+
+    checkpoints.Checkpointer.save = interrupting
+    try:
+        yield
+    finally:
+        checkpoints.Checkpointer.save = save
 
 
 # --------------------------------------------------------------------------- vision

@@ -12,7 +12,7 @@ import logging
 import numpy as np
 import pytest
 import torch
-from conftest import sentiment_rows
+from conftest import interrupted_after_saves, sentiment_rows
 from torch import nn
 
 from nlp_transfer import TextClassifier, engine
@@ -224,8 +224,6 @@ def test_any_backbone_with_stem_and_blocks():
 @pytest.mark.parametrize("interrupt_at, save_steps, best", [(2, None, False), (3, 3, True)],
                          ids=["after-epoch-2", "mid-epoch-2"])
 def test_interrupted_and_resumed_equals_uninterrupted(model_dirs, tmp_path, interrupt_at, save_steps, best):
-    from nlp_transfer import checkpoints
-
     settings = dict(epochs=4, batch_size=8, learning_rate=3e-3, load_best_model_at_end=best, save_steps=save_steps)
 
     def fit(folder, resume=False):
@@ -234,21 +232,9 @@ def test_interrupted_and_resumed_equals_uninterrupted(model_dirs, tmp_path, inte
         return clf
 
     whole = fit(tmp_path / "a")
-    save, calls = checkpoints.Checkpointer.save, {"n": 0}
-
-    def interrupting(self, *args, **kwargs):
-        result = save(self, *args, **kwargs)
-        calls["n"] += 1
-        if calls["n"] == interrupt_at:  # 4 batches an epoch: after epoch 2, or at step 6 of 8 in it
-            raise KeyboardInterrupt
-        return result
-
-    checkpoints.Checkpointer.save = interrupting
-    try:
-        with pytest.raises(KeyboardInterrupt):
-            fit(tmp_path / "b")
-    finally:
-        checkpoints.Checkpointer.save = save
+    # 4 batches an epoch: interrupt after epoch 2, or at step 6 of 8 in it
+    with interrupted_after_saves(interrupt_at), pytest.raises(KeyboardInterrupt):
+        fit(tmp_path / "b")
     resumed = fit(tmp_path / "b", resume=True)
     for (name, a), (_, b) in zip(whole.model.named_parameters(), resumed.model.named_parameters()):
         assert torch.equal(a, b), f"{name} differs after resuming"

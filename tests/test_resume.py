@@ -76,8 +76,8 @@ def test_kill_during_a_checkpoint_write_resumes_from_the_previous_one(model_dirs
 
 @pytest.mark.parametrize("strategy", ["feature_extraction", "lora"])
 def test_resume_is_exact_for_frozen_and_adapter_strategies(model_dirs, tmp_path, strategy):
-    from nlp_transfer import TextClassifier, checkpoints
-    from conftest import sentiment_rows
+    from nlp_transfer import TextClassifier
+    from conftest import interrupted_after_saves, sentiment_rows
     import numpy as np
 
     settings = dict(epochs=2, batch_size=8, learning_rate=3e-3, load_best_model_at_end=False, save_steps=3)
@@ -88,21 +88,8 @@ def test_resume_is_exact_for_frozen_and_adapter_strategies(model_dirs, tmp_path,
         return clf
 
     whole = fit(tmp_path / "a")
-    save, calls = checkpoints.Checkpointer.save, {"n": 0}
-
-    def interrupting(self, *args, **kwargs):
-        result = save(self, *args, **kwargs)
-        calls["n"] += 1
-        if calls["n"] == 2:
-            raise KeyboardInterrupt
-        return result
-
-    checkpoints.Checkpointer.save = interrupting
-    try:
-        with pytest.raises(KeyboardInterrupt):
-            fit(tmp_path / "b")
-    finally:
-        checkpoints.Checkpointer.save = save
+    with interrupted_after_saves(2), pytest.raises(KeyboardInterrupt):
+        fit(tmp_path / "b")
     resumed = fit(tmp_path / "b", resume=True)
     texts = [r["text"] for r in sentiment_rows(16, seed=5)]
     np.testing.assert_array_equal(whole.predict_proba(texts), resumed.predict_proba(texts))
