@@ -13,19 +13,26 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from conftest import sentiment_rows  # noqa: E402
+from conftest import IMAGE_SIZE, sentiment_rows, square_images  # noqa: E402
 
 
-def main(model_dir: str, strategy: str, output: str) -> None:
-    from nlp_transfer import TextClassifier
+def main(model_dir: str, strategy: str, output: str, modality: str = "text") -> None:
     from nlp_transfer.engine import process_state
 
-    clf = TextClassifier.from_pretrained(model_dir, strategy=strategy, pooling="mean")
+    if modality == "vision":
+        from nlp_transfer import ImageClassifier
+
+        clf = ImageClassifier.from_pretrained(model_dir, strategy=strategy, image_size=IMAGE_SIZE)
+        train, held_out = square_images(96), square_images(37, seed=1)
+    else:
+        from nlp_transfer import TextClassifier
+
+        clf = TextClassifier.from_pretrained(model_dir, strategy=strategy, pooling="mean")
+        train, held_out = sentiment_rows(96), sentiment_rows(37, seed=1)
     # The last epoch's weights, not the best one's: what each process trained last is compared.
-    clf.fit(sentiment_rows(96), sentiment_rows(37, seed=1), epochs=2, batch_size=8, learning_rate=3e-3,
-            load_best_model_at_end=False)
+    clf.fit(train, held_out, epochs=2, batch_size=8, learning_rate=3e-3, load_best_model_at_end=False)
     clf.save(Path(output) / "model")
-    metrics = clf.evaluate(sentiment_rows(37, seed=1))
+    metrics = clf.evaluate(held_out)
     state = process_state()
     metrics["rank_weight_difference"] = _rank_difference(clf.model)
     if state.is_main_process:
@@ -54,4 +61,4 @@ def _rank_difference(model) -> float:
 
 
 if __name__ == "__main__":
-    main(*sys.argv[1:4])
+    main(*sys.argv[1:5])

@@ -41,3 +41,22 @@ def test_two_processes_train_and_evaluate_every_example_once(model_dirs, strateg
     assert two["rank_weight_difference"] == 0.0
     assert two["confusion_matrix"] == one["confusion_matrix"]
     assert two["accuracy"] == pytest.approx(one["accuracy"]) and two["loss"] == pytest.approx(one["loss"], abs=1e-5)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("strategy", ["partial", "lora", "full"])
+def test_two_processes_train_a_resnet(resnet_dir, strategy, tmp_path):
+    """The same for a timm ResNet: BatchNorm (trained or frozen) and LoRA on convolutions under DDP."""
+    from conftest import square_images
+
+    from nlp_transfer import ImageClassifier
+
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
+    done = _torchrun([str(WORKER), str(resnet_dir), strategy, str(tmp_path), "vision"], env)
+    assert done.returncode == 0, done.stderr[-3000:]
+    two = json.loads((tmp_path / "metrics-2.json").read_text())
+    one = ImageClassifier.load(tmp_path / "model").evaluate(square_images(37, seed=1))
+    assert sum(map(sum, two["confusion_matrix"])) == 37
+    assert two["rank_weight_difference"] == 0.0
+    assert two["confusion_matrix"] == one["confusion_matrix"]
+    assert two["loss"] == pytest.approx(one["loss"], abs=1e-5)
