@@ -23,7 +23,8 @@ _STRATEGY_WORDS = {
                 "each epoch, with layer-wise learning-rate decay {layer_lr_decay}"),
     "lora": "LoRA adapters (r={r}, alpha={lora_alpha}) trained in the encoder, with a new head; the base weights frozen",
 }
-_SHOWN_METRICS = ("accuracy", "f1_macro", "f1_micro", "matthews_correlation", "pearsonr", "spearmanr", "mse", "loss")
+# The names compute_metrics returns (metrics.METRIC_NAMES); a card column for a name never computed stays empty.
+_SHOWN_METRICS = ("accuracy", "subset_accuracy", "f1_macro", "f1_micro", "mcc", "pearson", "spearman", "mse", "loss")
 _TRAINING_ROWS = (("epochs", "epochs"), ("batch_size", "batch size (per device)"), ("learning_rate", "learning rate (encoder)"),
                   ("head_learning_rate", "learning rate (head)"), ("scheduler", "schedule"), ("warmup_ratio", "warmup"),
                   ("weight_decay", "weight decay"), ("mixed_precision", "precision"), ("seed", "seed"))
@@ -70,7 +71,7 @@ def _header(meta: ModelMetadata, title: str, base: str | None, results: dict[str
     evals = [EvalResult(task_type=pipeline, dataset_type=hub_dataset or "custom",
                         dataset_name=hub_dataset or dataset or "custom", dataset_config=dataset_config, dataset_split=split,
                         metric_type=metric, metric_value=float(scores[metric]))
-             for split, scores in results.items() for metric in ("accuracy", "f1_macro", "pearsonr")
+             for split, scores in results.items() for metric in ("accuracy", "subset_accuracy", "f1_macro", "pearson")
              if isinstance(scores.get(metric), (int, float))]
     tags = ["nlp-transfer", f"strategy-{meta.strategy['name']}", meta.task.replace("_", "-")]
     if meta.layout == "adapter":

@@ -289,3 +289,24 @@ def test_datasets_image_dataset(resnet_dir):
     clf = make(resnet_dir, "feature_extraction")
     clf.fit(dataset, **FAST)
     np.testing.assert_allclose(clf.predict_proba(dataset), clf.predict_proba(images), atol=1e-6)  # PNG is lossless
+
+
+def test_image_regression_and_multi_label(resnet_dir, tmp_path):
+    images, labels = square_images(64)
+    brightness = [float(image.mean()) / 25.5 for image in images]  # 0-10
+    regressor = make(resnet_dir, "full", task="regression")
+    regressor.fit((images, brightness), **{**FAST, "epochs": 8, "learning_rate": 1e-2, "head_learning_rate": 1e-2})
+    assert regressor.evaluate((images, brightness))["pearson"] > 0.7
+    from nlp_transfer.card import model_card
+    from nlp_transfer.saving import read_metadata
+
+    scores = regressor.evaluate((images, brightness))
+    card = model_card(read_metadata(regressor.save(tmp_path / "regressor")), results={"train": scores})
+    assert "| split | pearson | spearman | mse | loss |" in card and "type: pearson" in card  # table and model-index
+    tags = [[label] + (["even"] if i % 4 < 2 else []) for i, label in enumerate(labels)]
+    tagger = make(resnet_dir, "full", task="multi_label")
+    tagger.fit((images, tags), **FAST)
+    assert tagger.labels == ["bright", "dark", "even"] and tagger.predict_proba(images[:3]).shape == (3, 3)
+    tagger.save(tmp_path / "tagger")
+    again = ImageClassifier.load(tmp_path / "tagger")
+    assert again.predict(images[:8]) == tagger.predict(images[:8])
