@@ -290,6 +290,8 @@ class Classifier:
 
     def _train_and_eval_examples(self, train: Any, eval_data: Any, settings: TrainingConfig, data_config: DataConfig):
         """Read and check all data; only then adopt its labels and column settings."""
+        from .data import split_validation
+
         train_ex = self._examples(train, data_config, "train", need_labels=True)
         eval_ex = None
         if eval_data is not None:
@@ -300,7 +302,7 @@ class Classifier:
         self.data_config = data_config
         self._adopt_inputs(train_ex)
         if eval_ex is None and data_config.validation_split > 0:
-            train_ex, eval_ex = self._split_examples(train_ex, data_config.validation_split, settings.seed)
+            train_ex, eval_ex = split_validation(train_ex, data_config.validation_split, settings.seed)
             logger.info("No eval_data: holding out %d of the training examples for evaluation.", len(eval_ex))
         return train_ex, eval_ex
 
@@ -399,11 +401,6 @@ class Classifier:
         """What cached features are computed from: the same examples without training randomness."""
         return dataset
 
-    def _split_examples(self, examples: Any, share: float, seed: int) -> tuple[Any, Any]:
-        """A seeded hold-out of `share` of the examples (when no eval_data is given)."""
-        from .data import split_validation
-
-        return split_validation(examples, share, seed)
 
     def _check_same_inputs(self, train: Any, eval_data: Any, config: DataConfig) -> None:
         """Raise when evaluation data lacks an input the training data has."""

@@ -135,6 +135,10 @@ class TextColumns:
     def __len__(self) -> int:
         return len(self.texts)
 
+    def take(self, rows: Sequence[int]) -> TextColumns:
+        pick = lambda values: [values[i] for i in rows] if values is not None else None  # noqa: E731
+        return TextColumns(pick(self.texts), pick(self.pairs), pick(self.labels))
+
     @classmethod
     def from_table(cls, table: dict[str, list[Any]], config: DataConfig, where: str, need_labels: bool) -> TextColumns:
         found = sorted(table)
@@ -174,19 +178,17 @@ def _check_texts(texts: Sequence[Any], column: str, where: str) -> None:
         )
 
 
-def split_validation(columns: TextColumns, share: float, seed: int) -> tuple[TextColumns, TextColumns]:
-    """A seeded random hold-out of `share` of the rows, for when the user gave no evaluation data."""
+def split_validation(columns, share: float, seed: int):
+    """A seeded random hold-out of `share` of the rows, for when the user gave no evaluation data.
+
+    Any examples with `len` and `take(rows)` (text columns, image columns) split the same way.
+    """
     generator = torch.Generator().manual_seed(seed)
     order = torch.randperm(len(columns), generator=generator).tolist()
     held = max(1, int(round(len(columns) * share)))
     if held >= len(columns):
         raise DataError(f"train: {len(columns)} rows are too few to hold out {share:.0%} for validation; pass eval_data.")
-    return _take(columns, sorted(order[held:])), _take(columns, sorted(order[:held]))
-
-
-def _take(columns: TextColumns, rows: list[int]) -> TextColumns:
-    pick = lambda values: [values[i] for i in rows] if values is not None else None  # noqa: E731
-    return TextColumns(pick(columns.texts), pick(columns.pairs), pick(columns.labels))
+    return columns.take(sorted(order[held:])), columns.take(sorted(order[:held]))
 
 
 class TokenizedDataset(Dataset):

@@ -25,7 +25,7 @@ from .backbones.vision import TIMM_WEIGHTS_FILE, VisionBackbone, load_vision_bac
 from .card import model_card
 from .classifier import Classifier
 from .config import DataConfig
-from .errors import ConfigError, DataError, ModelLoadError, did_you_mean
+from .errors import ConfigError, ModelLoadError, did_you_mean
 from .images import ImageCollator, ImageColumns, ImageDataset, make_transform
 from .saving import METADATA_FILE, ModelMetadata, load_adapter, load_tensors, read_metadata, save_tensors, write_folder
 from .strategies import make_strategy
@@ -118,14 +118,6 @@ class ImageClassifier(Classifier):
 
     def _encoding_view(self, dataset: ImageDataset) -> ImageDataset:
         return dataset.deterministic()  # cached features come from un-augmented images
-
-    def _split_examples(self, examples: ImageColumns, share: float, seed: int) -> tuple[ImageColumns, ImageColumns]:
-        generator = torch.Generator().manual_seed(seed)
-        order = torch.randperm(len(examples), generator=generator).tolist()
-        held = max(1, int(round(len(examples) * share)))
-        if held >= len(examples):
-            raise DataError(f"train: {len(examples)} images are too few to hold out {share:.0%} for validation; pass eval_data.")
-        return examples.take(sorted(order[held:])), examples.take(sorted(order[:held]))
 
     def _collator(self, accelerator) -> ImageCollator:
         return ImageCollator()

@@ -106,18 +106,7 @@ def _layer_groups(model: nn.Module) -> list[list[str]]:
     if not hasattr(model, "group_matcher"):
         return []
     grouped = group_modules(model, model.group_matcher(coarse=True))
-    ordered = [names for group_id, names in sorted(grouped.items()) if group_id < _TOP_GROUP]
-    return [_top_level(names) for names in ordered]
-
-
-def _top_level(names: list[str]) -> list[str]:
-    """The outermost modules of a group (layer1, not layer1.0.conv1), so a group is a few modules."""
-    names = sorted(set(names))
-    kept: list[str] = []
-    for name in names:
-        if not any(name.startswith(parent + ".") for parent in kept):
-            kept.append(name)
-    return kept
+    return [names for group_id, names in sorted(grouped.items()) if group_id < _TOP_GROUP]
 
 
 def timm_config(folder: Path) -> dict[str, Any] | None:
