@@ -74,6 +74,11 @@ def train(config: RunConfig | str | Path, overrides: Sequence[str] = (), *, resu
     check_output_folder(Path(config.output.dir), config.output.overwrite)  # before any work
     splits = load_splits(config.data)
     result = fit_run(config, splits, resume=resume, checkpoint_dir=checkpoints)
+    if config.model.random_init:  # the random twin: said next to the numbers, so nobody reads them as transfer
+        from .negative_transfer import random_init_warning
+
+        result = dataclasses.replace(result, warnings=[random_init_warning(config.model.name_or_path), *result.warnings])
+        logger.warning("%s", result.warnings[0])
     result = write_run(Path(config.output.dir), result, save_model=config.output.save_model, splits=splits)
     from .engine import process_state
 

@@ -49,8 +49,10 @@ _EXAMPLES = {
     "rank": """examples:
   nlp-transfer rank my.yaml --candidates bert-base-uncased,roberta-base@mean,distilroberta-base
   nlp-transfer rank my.yaml --candidates sentence-transformers/all-MiniLM-L6-v2,sentence-transformers/all-MiniLM-L6-v2@cls,sentence-transformers/all-MiniLM-L6-v2@layers=2,sentence-transformers/all-MiniLM-L6-v2@random
+  nlp-transfer rank my.yaml --candidates bert-base-uncased@cls,bert-base-uncased@mean --target feature_extraction
 a candidate is NAME[@option...]; options: cls or mean (pooling), layers=N (only the first N layers),
-random (the same architecture with random weights: the control). Higher LogME is better.""",
+random (the same architecture with random weights: the control). Higher LogME is better. The pooling
+counts only with --target feature_extraction: fine-tuning learns it.""",
     "push": """examples:
   nlp-transfer push runs/minilm-intents-lora --repo-id me/support-intents-lora
   nlp-transfer push runs/demo --repo-id me/support-intents --private
@@ -147,6 +149,9 @@ def _parser() -> argparse.ArgumentParser:
     sub.add_argument("--folds", type=int, default=5, help="folds of the linear probe (default 5)")
     sub.add_argument("--no-twin", action="store_true",
                      help="do not add the random twin of the best candidate (the negative-transfer control)")
+    sub.add_argument("--target", choices=["fine_tuning", "feature_extraction"], default="fine_tuning",
+                     help="what the winner will be used for: fine_tuning (default; full, partial, lora, gradual) scores "
+                          "mean-pooled token states, feature_extraction each candidate's own pooling")
     sub.add_argument("--output", help="folder for rank.json, rank.md and rank.png (default: runs/<config name>-rank)")
 
     sub = command("push", "Push a trained run (or saved model) with its model card to the Hugging Face Hub.", _push)
@@ -189,6 +194,7 @@ def _train(args: argparse.Namespace) -> int:
     result = train(resolve(config), resume=args.resume)
     if _is_main():
         print(_metrics_table(result.metrics))
+        print("".join(f"! {warning}\n" for warning in result.warnings), end="")  # negative transfer, said plainly
         print(f"run folder: {result.path}")
     del result
     _end_processes()
@@ -268,7 +274,7 @@ def _rank(args: argparse.Namespace) -> int:
 
     output = args.output or f"runs/{Path(args.config).stem}-rank"
     ranking = rank_from_config(config, args.candidates, max_samples=args.max_samples or None, folds=args.folds,
-                               twin=not args.no_twin, output_dir=output)
+                               twin=not args.no_twin, target=args.target, output_dir=output)
     print(ranking.table())
     print(f"written to {ranking.path}/rank.json")
     return 0

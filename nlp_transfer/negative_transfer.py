@@ -1,10 +1,11 @@
 """Negative transfer: say plainly when pretrained weights did not help, and what to try instead.
 
-Three checks, one wording:
+Four checks, one wording:
 
 - a trained run that does not beat always predicting the most frequent label (`train`, `compare`);
 - a transfer strategy that does not beat the from-scratch control (`compare`);
-- a backbone whose transferability score is below that of its randomly initialised twin (`rank`).
+- a backbone whose transferability score is below that of its randomly initialised twin (`rank`);
+- a run trained on random weights (`model.random_init`), where nothing can have been transferred.
 
     >>> majority_baseline({"confusion_matrix": [[8, 1], [1, 0]]})
     0.9
@@ -16,7 +17,8 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["NEGATIVE_TRANSFER_MARGIN", "majority_baseline", "baseline_warning", "scratch_warning", "twin_warning"]
+__all__ = ["NEGATIVE_TRANSFER_MARGIN", "majority_baseline", "baseline_warning", "scratch_warning", "twin_warning",
+           "random_init_warning"]
 
 # "A clear margin": 2 points of accuracy. On the few hundred evaluation examples typical here, the
 # standard error of an accuracy near 80% is 1.4 points (872 examples) to 1.8 points (500), so a
@@ -56,11 +58,22 @@ def scratch_warning(strategy: str, metric: str, value: float, control: float, hi
             f"transfer). {_TRY_INSTEAD}")
 
 
-def twin_warning(candidate: str, score: float, twin: str, twin_score: float) -> str | None:
-    """A warning when a pretrained backbone scores below the same architecture with random weights."""
+def twin_warning(candidate: str, score: float, twin: str, twin_score: float, pooling_matters: bool = True) -> str | None:
+    """A warning when a pretrained backbone scores below the same architecture with random weights.
+
+    `pooling_matters`: the score read the candidate's own pooling (a frozen encoder), so the other
+    pooling is worth trying; for fine-tuning it is not advice (the pooling is learnt)."""
     if score > twin_score:
         return None
     return (f"{candidate}: LogME {score:.4f} is not above its randomly initialised twin's ({twin}: {twin_score:.4f}): "
             "its pretrained features say less about these labels than random ones (negative transfer). Try instead: "
-            "a model pretrained on data closer to yours, more layers (drop @layers=N), or the other pooling "
-            "(@cls or @mean).")
+            "a model pretrained on data closer to yours" + (", more layers (drop @layers=N), or the other pooling "
+                                                            "(@cls or @mean)." if pooling_matters else
+                                                            " or more layers (drop @layers=N)."))
+
+
+def random_init_warning(model: str) -> str:
+    """The run's backbone is the random twin: its numbers are a from-scratch control, not transfer."""
+    return (f"model.random_init is on: {model} was trained from random weights, so nothing was transferred; these "
+            "numbers are a from-scratch control. Turn it off to fine-tune the pretrained weights, and compare both "
+            "with `nlp-transfer compare`.")

@@ -5,6 +5,15 @@ cache) and is scored by LogME and by the k-fold accuracy of a linear probe (`tra
 A randomly initialised twin of the best candidate is scored too: a pretrained backbone that does
 not beat random weights of its own shape is flagged as negative transfer.
 
+What is scored depends on what the winner will be used for (`target`):
+
+- ``"fine_tuning"`` (default: full, partial, lora, gradual): the encoder's token states, mean-pooled
+  over the top layers, whatever pooling the candidate names. Fine-tuning trains the position the
+  head reads (a CLS vector that was never trained becomes a good one within an epoch), so the
+  pooling is not a property of the pretrained weights; what they know lies in the token states.
+- ``"feature_extraction"``: exactly the readout a frozen-encoder classifier would train on, with the
+  candidate's pooling, so ``@cls`` and ``@mean`` of one model score differently.
+
     from nlp_transfer import rank_backbones
     ranking = rank_backbones("train.jsonl", ["sentence-transformers/all-MiniLM-L6-v2",
                                              "sentence-transformers/all-MiniLM-L6-v2@layers=2"])
@@ -36,6 +45,8 @@ __all__ = ["Candidate", "CandidateScore", "Ranking", "rank_backbones", "rank_fro
 logger = logging.getLogger(__name__)
 
 _OPTIONS = ["cls", "mean", "layers=N", "random"]
+TARGETS = ("fine_tuning", "feature_extraction")
+Target = Literal["fine_tuning", "feature_extraction"]
 
 
 @dataclass(frozen=True)
@@ -103,6 +114,7 @@ class Ranking:
     num_labels: int
     seconds: float
     folds: int = 5
+    target: Target = "fine_tuning"
     path: Path | None = None
 
     @property
@@ -117,20 +129,26 @@ class Ranking:
     def table(self) -> str:
         width = max(24, *(len(row.candidate) + 12 for row in self.rows))
         header = f"{'rank':<6}{'candidate':<{width}}{'LogME':>9}{'probe acc':>11}{'dim':>6}{'seconds':>9}"
-        lines = [f"Ranked by LogME on {self.examples} training examples ({self.num_labels} labels); higher is better:",
-                 header, "-" * len(header)]
+        lines = [f"Ranked by LogME for {self.target.replace('_', ' ')} on {self.examples} training examples "
+                 f"({self.num_labels} labels); higher is better:", header, "-" * len(header)]
         for place, row in enumerate(self.rows, 1):
             name = row.candidate + (" (control)" if row.control else "") + (" !" if row.warning else "")
             lines.append(f"{place:<6}{name:<{width}}{row.logme:>9.4f}{row.probe_accuracy:>11.4f}{row.feature_dim:>6}"
                          f"{row.seconds:>9.1f}")
         lines.append(f"LogME: log evidence per example of a Bayesian linear model on the frozen features (nats); "
                      f"probe acc: {self.folds}-fold logistic regression on the same features. Total {self.seconds:.1f} s.")
+        if self.target == "fine_tuning":
+            lines.append("Features: mean of the token states (fine-tuning learns the pooling, so @cls and @mean of a model "
+                         "score alike); for a frozen encoder rank with target feature_extraction.")
+        else:
+            lines.append("Features: the readout a frozen encoder's head trains on, with each candidate's pooling.")
         lines.append("(control): the same architecture with random weights; a pretrained model should beat it.")
         lines += [f"! {warning}" for warning in self.warnings]
         return "\n".join(lines)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"metric": "logme", "best": self.best, "examples": self.examples, "num_labels": self.num_labels,
+        return {"metric": "logme", "target": self.target, "best": self.best, "examples": self.examples,
+                "num_labels": self.num_labels,
                 "folds": self.folds, "seconds": self.seconds, "warnings": self.warnings,
                 "candidates": [{"rank": place, **dataclasses.asdict(row)} for place, row in enumerate(self.rows, 1)]}
 
@@ -151,22 +169,27 @@ def parse_candidates(candidates: str | Sequence[str | Candidate]) -> list[Candid
 def rank_backbones(train: Any, candidates: str | Sequence[str | Candidate], *, text_column: str = "text",
                    text_pair_column: str | None = "text_pair", label_column: str = "label", max_length: int = 128,
                    max_samples: int | None = 1000, folds: int = 5, seed: int = 42, feature_cache_dir: str | None = None,
-                   twin: bool = True, pool_layers: int | None = None, output_dir: str | Path | None = None) -> Ranking:
+                   twin: bool = True, pool_layers: int | None = None, target: Target = "fine_tuning",
+                   output_dir: str | Path | None = None) -> Ranking:
     """Score each candidate's frozen features on (a seeded sample of) labelled training data.
 
     `train` is anything `fit` accepts (file, list of dicts, DataFrame, datasets.Dataset) with a
     single label per row. ``twin=True`` adds the random twin of the best candidate when no
     ``@random`` candidate of that model is listed. `pool_layers` averages each candidate's top N
     layers (capped at its depth) before pooling; the default is feature extraction's own readout
-    (the top 4), which ranked better than the top layer alone in bench/rank_validation.py. With
+    (the top 4), which ranked better than the top layer alone in bench/rank_validation.py.
+    `target` is what the best candidate will be used for (see the module docstring): pooled token
+    states for ``"fine_tuning"``, the candidate's own pooling for ``"feature_extraction"``. With
     `output_dir`, writes rank.json, rank.md and rank.png there.
     """
+    if target not in TARGETS:
+        raise ConfigError(f"Unknown ranking target {target!r}: {did_you_mean(str(target), list(TARGETS))}")
     chosen = parse_candidates(candidates)
     rows, ids, num_labels = _sample(train, text_column, text_pair_column, label_column, max_samples, seed)
     started = time.perf_counter()
     columns = {"text_column": text_column, "text_pair_column": text_pair_column}
     settings = {"max_length": max_length, "folds": folds, "seed": seed, "feature_cache_dir": feature_cache_dir,
-                "pool_layers": pool_layers, **columns}
+                "pool_layers": pool_layers, "target": target, **columns}
     score = lambda c, added=False: _score(c, rows, ids, added=added, **settings)  # noqa: E731
     scores = [score(c) for c in chosen]
     best = max((s for s, c in zip(scores, chosen) if not c.random), key=lambda s: s.logme, default=None)
@@ -175,8 +198,9 @@ def rank_backbones(train: Any, candidates: str | Sequence[str | Candidate], *, t
         if not any(c.random and c.name == top.name for c in chosen):
             logger.info("rank: adding %s, the random twin of the best candidate, as the control", top.twin().spec)
             chosen, scores = [*chosen, top.twin()], [*scores, score(top.twin(), added=True)]
-    scores = _with_warnings(chosen, scores)
-    ranking = Ranking(sorted(scores, key=lambda s: -s.logme), len(ids), num_labels, time.perf_counter() - started, folds)
+    scores = _with_warnings(chosen, scores, target)
+    ranking = Ranking(sorted(scores, key=lambda s: -s.logme), len(ids), num_labels, time.perf_counter() - started, folds,
+                      target)
     for warning in ranking.warnings:
         logger.warning("%s", warning)
     if output_dir is not None:
@@ -186,7 +210,7 @@ def rank_backbones(train: Any, candidates: str | Sequence[str | Candidate], *, t
 
 def rank_from_config(config: Any, candidates: str | Sequence[str | Candidate] | None = None, *,
                      overrides: Sequence[str] = (), max_samples: int | None = 1000, folds: int = 5, twin: bool = True,
-                     output_dir: str | Path | None = None) -> Ranking:
+                     target: Target = "fine_tuning", output_dir: str | Path | None = None) -> Ranking:
     """`rank_backbones` on the training data, columns, max_length and seed of a run config (what the CLI runs).
 
     Without `candidates`, the config's own model is ranked against its random twin.
@@ -204,7 +228,8 @@ def rank_from_config(config: Any, candidates: str | Sequence[str | Candidate] | 
     return rank_backbones(train, candidates, text_column=data.text_column,
                           text_pair_column=data.text_pair_column, label_column=data.label_column,
                           max_length=data.max_length, max_samples=max_samples, folds=folds, seed=config.train.seed,
-                          feature_cache_dir=config.train.feature_cache_dir, twin=twin, output_dir=output_dir)
+                          feature_cache_dir=config.train.feature_cache_dir, twin=twin, target=target,
+                          output_dir=output_dir)
 
 
 def write_ranking(ranking: Ranking, folder: Path) -> Ranking:
@@ -242,14 +267,18 @@ def _sample(train: Any, text_column: str, pair_column: str | None, label_column:
 
 
 def _score(candidate: Candidate, rows: list[dict[str, Any]], ids: np.ndarray, *, max_length: int, folds: int, seed: int,
-           feature_cache_dir: str | None, pool_layers: int | None, added: bool, **columns: Any) -> CandidateScore:
+           feature_cache_dir: str | None, pool_layers: int | None, target: Target, added: bool,
+           **columns: Any) -> CandidateScore:
     from .text import TextClassifier
     from .transferability import linear_probe_accuracy, logme
 
     started = time.perf_counter()
-    # The readout feature extraction would train on (mean of the top 4 layers by default): on SST-2
-    # and TREC its LogME ranked the candidates as fine-tuning did with tau +0.40, the top layer alone 0.00.
-    clf = TextClassifier.from_pretrained(candidate.name, strategy="feature_extraction", pooling=candidate.pooling,
+    # Mean of the top 4 layers by default (feature extraction's readout): on SST-2 and TREC it ranked
+    # the candidates as fine-tuning did, the top layer alone did not (bench/RESULTS.md). For
+    # fine-tuning, mean-pooled token states whatever the candidate's pooling: a never-trained CLS
+    # vector scored below random weights on TREC yet fine-tuned to within a point of mean pooling.
+    pooling = "mean" if target == "fine_tuning" else candidate.pooling
+    clf = TextClassifier.from_pretrained(candidate.name, strategy="feature_extraction", pooling=pooling,
                                          num_layers=candidate.layers, random_init=candidate.random,
                                          max_length=max_length, seed=seed)
     if pool_layers is not None:
@@ -264,7 +293,7 @@ def _score(candidate: Candidate, rows: list[dict[str, Any]], ids: np.ndarray, *,
     return score
 
 
-def _with_warnings(candidates: list[Candidate], scores: list[CandidateScore]) -> list[CandidateScore]:
+def _with_warnings(candidates: list[Candidate], scores: list[CandidateScore], target: Target) -> list[CandidateScore]:
     """Flag pretrained candidates that do not beat the random twin of their model (same depth if listed)."""
     twins = [(c, s) for c, s in zip(candidates, scores) if c.random]
     out = []
@@ -275,7 +304,8 @@ def _with_warnings(candidates: list[Candidate], scores: list[CandidateScore]) ->
         if not candidate.random and reference is not None:
             from .negative_transfer import twin_warning
 
-            warning = twin_warning(score.candidate, score.logme, reference[1].candidate, reference[1].logme)
+            warning = twin_warning(score.candidate, score.logme, reference[1].candidate, reference[1].logme,
+                                   pooling_matters=target == "feature_extraction")
             score = dataclasses.replace(score, warning=warning)
         out.append(score)
     return out

@@ -168,6 +168,27 @@ def test_rank_writes_a_ranked_table_and_reuses_cached_features(model_dirs, tmp_p
     assert [r.logme for r in second.rows] == [r.logme for r in first.rows]
 
 
+def test_the_pooling_counts_only_when_ranking_for_a_frozen_encoder(model_dirs, tmp_path, count_encoder_passes):
+    bert = str(model_dirs["bert"])
+    rows, cache = sentiment_rows(60), str(tmp_path / "cache")
+    tuned = rank_backbones(rows, [f"{bert}@cls", f"{bert}@mean"], max_samples=40, folds=3, twin=False,
+                           feature_cache_dir=cache, output_dir=tmp_path / "tuned")
+    cls_row, mean_row = sorted(tuned.rows, key=lambda row: row.candidate)
+    # fine-tuning learns the pooling: one encoder, one score, and the second candidate read the first's features
+    assert (cls_row.logme, cls_row.probe_accuracy) == (mean_row.logme, mean_row.probe_accuracy)
+    passes = count_encoder_passes["n"]
+    frozen = rank_backbones(rows, [f"{bert}@cls", f"{bert}@mean"], max_samples=40, folds=3, twin=False,
+                            feature_cache_dir=cache, target="feature_extraction", output_dir=tmp_path / "frozen")
+    assert count_encoder_passes["n"] > passes  # the CLS readout was never encoded for fine-tuning
+    frozen_scores = {row.candidate: row.logme for row in frozen.rows}
+    assert frozen_scores[f"{bert}@mean"] == mean_row.logme and frozen_scores[f"{bert}@cls"] != cls_row.logme
+    assert json.loads((tmp_path / "tuned" / "rank.json").read_text())["target"] == "fine_tuning"
+    assert json.loads((tmp_path / "frozen" / "rank.json").read_text())["target"] == "feature_extraction"
+    assert "for fine tuning" in tuned.table() and "for feature extraction" in frozen.table()
+    with pytest.raises(ConfigError, match="did you mean 'fine_tuning'"):
+        rank_backbones(rows, [bert], target="finetuning")
+
+
 def _degenerate_model(source: Path, folder: Path) -> Path:
     """A 'pretrained' model whose word embeddings are all equal: its features ignore the words."""
     clf = TextClassifier.from_pretrained(source, strategy="feature_extraction")
@@ -198,6 +219,7 @@ def test_a_backbone_below_its_random_twin_is_flagged(model_dirs, tmp_path, caplo
     assert [row.candidate for row in ranking.rows] == [f"{bad}@random", str(bad)]  # the twin was added, and won
     assert ranking.rows[0].added and ranking.rows[0].control
     assert "negative transfer" in ranking.rows[1].warning and "negative transfer" in caplog.text
+    assert "other pooling" not in ranking.rows[1].warning  # fine-tuning learns the pooling: not advice here
     saved = json.loads((tmp_path / "out" / "rank.json").read_text())
     assert saved["warnings"] == [ranking.rows[1].warning] and saved["candidates"][1]["warning"]
 
@@ -222,6 +244,10 @@ def test_rank_command(model_dirs, tmp_path, capsys):
     printed = capsys.readouterr().out
     assert "LogME" in printed and "(control)" in printed  # the twin of the best was added
     assert len(json.loads((tmp_path / "rank" / "rank.json").read_text())["candidates"]) == 3
+    assert main(["rank", str(TINY), f"data.train={data['train']}", "--candidates", f"{bert}@cls", "--folds", "3",
+                 "--target", "feature_extraction", "--output", str(tmp_path / "frozen")]) == 0
+    assert "for feature extraction" in capsys.readouterr().out
+    assert json.loads((tmp_path / "frozen" / "rank.json").read_text())["target"] == "feature_extraction"
     assert main(["rank", str(TINY), "--candidates", f"{bert}@lyers=1", "--output", str(tmp_path / "x")]) == 2
     assert "did you mean 'layers=N'" in capsys.readouterr().err
 
@@ -263,3 +289,16 @@ def test_a_learnt_backbone_beats_the_majority_baseline_without_a_warning(learnt_
     assert result.majority_baseline is not None and result.warnings == []
     metrics = json.loads((tmp_path / "cmp" / "feature_extraction" / "metrics.json").read_text())
     assert metrics["warnings"] == []
+
+
+def test_training_the_random_twin_says_nothing_was_transferred(model_dirs, tmp_path, capsys):
+    from test_cli import TINY, _write_data
+
+    from nlp_transfer.cli import main
+
+    data = _write_data(tmp_path / "data")
+    out = tmp_path / "twin"
+    assert main(["train", str(TINY), *_overrides(model_dirs["bert"], data, out, "model.random_init=true")]) == 0
+    assert "! model.random_init is on" in capsys.readouterr().out
+    warnings = json.loads((out / "metrics.json").read_text())["warnings"]
+    assert warnings and "nothing was transferred" in warnings[0]
