@@ -27,7 +27,7 @@ from typing import Any
 from .api import RunResult, as_config, fit_run, write_run
 from .config import STRATEGY_OPTIONS
 from .errors import ConfigError, did_you_mean
-from .negative_transfer import baseline_warning, majority_baseline, scratch_warning
+from .negative_transfer import baseline_warning, majority_baseline, random_init_warning, scratch_warning
 from .report import plot_comparison
 from .run_config import RunConfig, resolve
 
@@ -141,7 +141,8 @@ def compare(config: RunConfig | str | Path, strategies: Sequence[str] = DEFAULT_
             del result
             gc.collect()
         write_run(folder / best[0], best[1], save_model=best[1].config.output.save_model, splits=splits)
-        rows = _with_warnings(rows, metric, higher, baseline)
+        rows = _with_warnings(rows, metric, higher, baseline,
+                              base.model.name_or_path if base.model.random_init else None)
         comparison = Comparison(split, metric, rows, best[0], best[1].memory_kind, _title(base, splits),
                                 majority_baseline=baseline)
         if process_state().is_main_process:
@@ -180,9 +181,11 @@ def _title(config: RunConfig, splits) -> str:
     return f"{model} on {data}{size}"
 
 
-def _with_warnings(rows: list[StrategyScore], metric: str, higher: bool, baseline: float | None) -> list[StrategyScore]:
+def _with_warnings(rows: list[StrategyScore], metric: str, higher: bool, baseline: float | None,
+                   random_model: str | None = None) -> list[StrategyScore]:
     """Mark transfer strategies that are not clearly better than the scratch control, or, without a
-    control, than always predicting the majority label."""
+    control, than always predicting the majority label; with `random_model` (model.random_init on),
+    every strategy, since none of them had pretrained weights to transfer."""
     control = next((row for row in rows if row.is_control), None)
     marked = []
     for row in rows:
@@ -191,6 +194,8 @@ def _with_warnings(rows: list[StrategyScore], metric: str, higher: bool, baselin
             warning = scratch_warning(row.strategy, metric, row.metrics[metric], control.metrics[metric], higher)
         elif not row.is_control and control is None and baseline is not None and "accuracy" in row.metrics:
             warning = baseline_warning(row.strategy, "accuracy", row.metrics["accuracy"], baseline)
+        if not row.is_control and random_model is not None:
+            warning = f"{row.strategy}: {random_init_warning(random_model)}" + (f" {warning}" if warning else "")
         if warning:
             logger.warning("%s", warning)
         marked.append(dataclasses.replace(row, warning=warning))

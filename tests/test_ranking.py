@@ -302,3 +302,18 @@ def test_training_the_random_twin_says_nothing_was_transferred(model_dirs, tmp_p
     assert "! model.random_init is on" in capsys.readouterr().out
     warnings = json.loads((out / "metrics.json").read_text())["warnings"]
     assert warnings and "nothing was transferred" in warnings[0]
+
+
+def test_comparing_strategies_on_the_random_twin_flags_every_one(model_dirs, tmp_path):
+    from test_cli import TINY, _write_data
+
+    from nlp_transfer.comparison import compare
+    from nlp_transfer.run_config import load_config
+
+    data = _write_data(tmp_path / "data")
+    config = load_config(TINY, _overrides(model_dirs["bert"], data, tmp_path / "cmp", "model.random_init=true"))
+    result = compare(config, ["feature_extraction", "scratch"])
+    rows = {row.strategy: row for row in result.rows}
+    assert "nothing was transferred" in rows["feature_extraction"].warning and rows["scratch"].warning is None
+    saved = json.loads((tmp_path / "cmp" / "compare.json").read_text())
+    assert saved["warnings"] == [rows["feature_extraction"].warning]
