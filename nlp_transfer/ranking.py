@@ -198,6 +198,9 @@ def rank_backbones(train: Any, candidates: str | Sequence[str | Candidate], *, t
         if not any(c.random and c.name == top.name for c in chosen):
             logger.info("rank: adding %s, the random twin of the best candidate, as the control", top.twin().spec)
             chosen, scores = [*chosen, top.twin()], [*scores, score(top.twin(), added=True)]
+    if best is None:
+        logger.warning("rank: every candidate has random weights, so there is no pretrained model to rank against "
+                       "them; list the pretrained model too (e.g. %s)", chosen[0].name)
     scores = _with_warnings(chosen, scores, target)
     ranking = Ranking(sorted(scores, key=lambda s: -s.logme), len(ids), num_labels, time.perf_counter() - started, folds,
                       target)

@@ -125,8 +125,8 @@ def plot_ranking(ranking: Ranking, path: Path) -> Path | None:
     ax.set_xlabel("LogME (log evidence per example, higher is better)")
     ax.grid(True, axis="x", alpha=0.3)
     ax.margins(x=0.45, y=0.15)  # room for the probe labels right of the best point
-    ax.set_title(f"Which pretrained model?\n{ranking.examples} training examples, {ranking.num_labels} labels, "
-                 f"{ranking.seconds:.0f} s in all", fontsize=10)
+    ax.set_title(f"Which pretrained model for {ranking.target.replace('_', ' ')}?\n{ranking.examples} training "
+                 f"examples, {ranking.num_labels} labels, {ranking.seconds:.0f} s in all", fontsize=10)
     fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)

@@ -317,3 +317,11 @@ def test_comparing_strategies_on_the_random_twin_flags_every_one(model_dirs, tmp
     assert "nothing was transferred" in rows["feature_extraction"].warning and rows["scratch"].warning is None
     saved = json.loads((tmp_path / "cmp" / "compare.json").read_text())
     assert saved["warnings"] == [rows["feature_extraction"].warning]
+
+
+def test_ranking_only_random_weights_says_so(model_dirs, caplog):
+    bert = str(model_dirs["bert"])
+    with caplog.at_level("WARNING", logger="nlp_transfer"):
+        ranking = rank_backbones(sentiment_rows(40), [f"{bert}@random"], folds=3, feature_cache_dir="memory")
+    assert [row.candidate for row in ranking.rows] == [f"{bert}@random"] and ranking.rows[0].control
+    assert "every candidate has random weights" in caplog.text and bert in caplog.text
