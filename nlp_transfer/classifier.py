@@ -36,6 +36,8 @@ class Classifier:
     Subclasses implement `_examples`, `_dataset`, `_collator` and saving.
     """
 
+    modality: str  # "text" or "vision": the subclass's data, and which strategy defaults apply
+
     def __init__(self, backbone: torch.nn.Module, strategy: Strategy, task: Task, *, labels: list[Any] | None,
                  num_labels: int | None, head_options: dict[str, Any], threshold: float, seed: int) -> None:
         self.backbone = backbone
@@ -130,7 +132,7 @@ class Classifier:
         newest one (same data and settings), with the same result as an uninterrupted run.
         """
         training, data_config = self._split_settings(settings)
-        resolved = resolve_training(training, self.strategy.name)
+        resolved = resolve_training(training, self.strategy.name, self.modality)
         train_ex, eval_ex = self._train_and_eval_examples(train, eval_data, resolved, data_config)
         metric = self._check_best_metric(resolved, eval_ex is not None)
         train_set = self._training_dataset(train_ex, self.task.encode(train_ex.labels, self.label2id, "train"))

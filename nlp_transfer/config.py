@@ -30,6 +30,8 @@ __all__ = [
     "GradualOptions",
     "STRATEGY_OPTIONS",
     "STRATEGY_DEFAULTS",
+    "VISION_STRATEGY_DEFAULTS",
+    "strategy_defaults",
     "build",
     "help_text",
     "resolve_training",
@@ -193,9 +195,27 @@ STRATEGY_DEFAULTS: dict[str, dict[str, float]] = {
 }
 
 
-def resolve_training(settings: TrainingConfig, strategy: str) -> TrainingConfig:
-    """A copy of `settings` with every ``None`` default filled from the strategy's defaults."""
-    defaults = STRATEGY_DEFAULTS[strategy]
+# timm CNNs (model.type vision), measured by bench/vision_defaults.py (bench/RESULTS.md): a small
+# ResNet pre-trained on digits 0-4, transferred to 5-9 from 10 and 50 images per class. The text
+# defaults gave 20-73% there (3 epochs are a few optimizer steps on a few hundred images); these
+# gave 76-99%, the best cells of the sweep. Not measured on ImageNet weights (no download here).
+VISION_STRATEGY_DEFAULTS: dict[str, dict[str, float]] = {
+    "feature_extraction": {"epochs": 30, "learning_rate": 1e-2, "head_learning_rate": 1e-2},
+    "partial": {"epochs": 30, "learning_rate": 1e-3, "head_learning_rate": 1e-3},
+    "full": {"epochs": 30, "learning_rate": 1e-3, "head_learning_rate": 1e-3},
+    "lora": {"epochs": 30, "learning_rate": 1e-3, "head_learning_rate": 1e-3},
+    "gradual": {"epochs": 30, "learning_rate": 1e-3, "head_learning_rate": 1e-3},  # partial's, not swept
+}
+
+
+def strategy_defaults(strategy: str, modality: str = "text") -> dict[str, float]:
+    """Epochs, encoder and head learning rates a strategy gets when none are set, per modality."""
+    return (VISION_STRATEGY_DEFAULTS if modality == "vision" else STRATEGY_DEFAULTS)[strategy]
+
+
+def resolve_training(settings: TrainingConfig, strategy: str, modality: str = "text") -> TrainingConfig:
+    """A copy of `settings` with every ``None`` default filled from the strategy's (and modality's) defaults."""
+    defaults = strategy_defaults(strategy, modality)
     filled = {key: value for key, value in defaults.items() if getattr(settings, key) is None}
     filled["epochs"] = int(filled.get("epochs", settings.epochs))
     return dataclasses.replace(settings, **filled)

@@ -236,7 +236,7 @@ def resolve(config: RunConfig) -> RunConfig:
     name = config.run.name or f"{_short_model_name(config.model.name_or_path)}-{config.strategy.name}"
     return dataclasses.replace(
         config,
-        train=resolve_training(config.train, config.strategy.name),
+        train=resolve_training(config.train, config.strategy.name, config.model.type),
         run=dataclasses.replace(config.run, name=name),
         output=dataclasses.replace(config.output, dir=config.output.dir or f"runs/{name}"),
     )

@@ -42,6 +42,8 @@ logger = logging.getLogger(__name__)
 class TextClassifier(Classifier):
     """Text classification (single- or multi-label), regression and sentence pairs."""
 
+    modality = "text"
+
     def __init__(self, tokenizer, backbone: TextBackbone, *, base_model: str, max_length: int,
                  pretrained_pooler: torch.nn.Module | None = None, random_init: bool = False,
                  num_layers: int | None = None, **kwargs: Any) -> None:

@@ -135,6 +135,22 @@ def test_loss_decreases_on_learnable_images(resnet_dir):
     assert clf.evaluate(square_images(40, seed=1))["accuracy"] >= 0.9
 
 
+def test_images_get_cnn_defaults_not_the_text_ones(resnet_dir):
+    from nlp_transfer.config import STRATEGY_DEFAULTS, VISION_STRATEGY_DEFAULTS
+    from nlp_transfer.run_config import load_config, resolve
+
+    for strategy, defaults in VISION_STRATEGY_DEFAULTS.items():
+        config = resolve(load_config(None, ["model.type=vision", f"model.name_or_path={resnet_dir}",
+                                            f"strategy.name={strategy}"]))
+        assert (config.train.epochs, config.train.learning_rate, config.train.head_learning_rate) == (
+            defaults["epochs"], defaults["learning_rate"], defaults["head_learning_rate"])
+        text = resolve(load_config(None, [f"strategy.name={strategy}"])).train
+        assert text.epochs == STRATEGY_DEFAULTS[strategy]["epochs"]  # text keeps its own
+    history = make(resnet_dir, "feature_extraction").fit(square_images(24), batch_size=16, validation_split=0.0,
+                                                         feature_cache_dir="memory")
+    assert len(history.epochs) == VISION_STRATEGY_DEFAULTS["feature_extraction"]["epochs"] == 30
+
+
 def test_feature_extraction_caches_features(resnet_dir, tmp_path, monkeypatch):
     images, labels = square_images(32)
     settings = {**FAST, "feature_cache_dir": str(tmp_path / "cache")}
