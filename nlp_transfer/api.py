@@ -258,7 +258,7 @@ def _inputs_of(clf, source: Any, where: str) -> list[Any]:
     """The examples to predict on, as a list: row dicts for text, images (paths, arrays) for vision."""
     from .sources import resolve_data
 
-    if getattr(clf, "modality", "text") == "vision":
+    if clf.modality == "vision":
         from .images import ImageColumns, looks_like_image
 
         if isinstance(source, str) and not looks_like_image(source):

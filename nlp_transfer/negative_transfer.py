@@ -65,11 +65,11 @@ def twin_warning(candidate: str, score: float, twin: str, twin_score: float, poo
     pooling is worth trying; for fine-tuning it is not advice (the pooling is learnt)."""
     if score > twin_score:
         return None
+    options = ["a model pretrained on data closer to yours", "more layers (drop @layers=N)"]
+    options += ["the other pooling (@cls or @mean)"] if pooling_matters else []
     return (f"{candidate}: LogME {score:.4f} is not above its randomly initialised twin's ({twin}: {twin_score:.4f}): "
             "its pretrained features say less about these labels than random ones (negative transfer). Try instead: "
-            "a model pretrained on data closer to yours" + (", more layers (drop @layers=N), or the other pooling "
-                                                            "(@cls or @mean)." if pooling_matters else
-                                                            " or more layers (drop @layers=N)."))
+            f"{', '.join(options[:-1])}, or {options[-1]}.")
 
 
 def random_init_warning(model: str) -> str:

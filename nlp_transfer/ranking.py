@@ -34,7 +34,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 import numpy as np
 
@@ -45,8 +45,8 @@ __all__ = ["Candidate", "CandidateScore", "Ranking", "rank_backbones", "rank_fro
 logger = logging.getLogger(__name__)
 
 _OPTIONS = ["cls", "mean", "layers=N", "random"]
-TARGETS = ("fine_tuning", "feature_extraction")
 Target = Literal["fine_tuning", "feature_extraction"]
+TARGETS = get_args(Target)
 
 
 @dataclass(frozen=True)
@@ -148,8 +148,7 @@ class Ranking:
 
     def to_dict(self) -> dict[str, Any]:
         return {"metric": "logme", "target": self.target, "best": self.best, "examples": self.examples,
-                "num_labels": self.num_labels,
-                "folds": self.folds, "seconds": self.seconds, "warnings": self.warnings,
+                "num_labels": self.num_labels, "folds": self.folds, "seconds": self.seconds, "warnings": self.warnings,
                 "candidates": [{"rank": place, **dataclasses.asdict(row)} for place, row in enumerate(self.rows, 1)]}
 
 
