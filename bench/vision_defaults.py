@@ -54,39 +54,34 @@ def main() -> None:
         for shots in [int(s) for s in args.shots.split(",")]:
             splits = write_digits(root / f"shots{shots}", shots, seed=args.seed)
             for strategy, rates in RATES.items():
-                text = STRATEGY_DEFAULTS[strategy]
                 for epochs, rate, head_rate in itertools.product(EPOCHS, rates, HEAD_RATES):
-                    accuracy, seconds = run(weights, strategy, splits, epochs, rate, head_rate)
-                    row = {"shots": shots, "strategy": strategy, "epochs": epochs, "learning_rate": rate,
-                           "head_learning_rate": head_rate, "accuracy": accuracy, "seconds": seconds}
-                    results.append(row)
-                    print(json.dumps(row), flush=True)
-                # the text defaults as they are, for the side-by-side
-                accuracy, seconds = run(weights, strategy, splits, int(text["epochs"]),
-                                        None if strategy == "feature_extraction" else text["learning_rate"],
-                                        text["head_learning_rate"])
-                results.append({"shots": shots, "strategy": strategy, "epochs": int(text["epochs"]),
-                                "learning_rate": text["learning_rate"], "head_learning_rate": text["head_learning_rate"],
-                                "accuracy": accuracy, "seconds": seconds, "text_defaults": True})
+                    results.append(cell(weights, splits, shots, strategy, epochs, rate, head_rate))
+                    print(json.dumps(results[-1]), flush=True)
+                text = STRATEGY_DEFAULTS[strategy]  # the text defaults as they are, for the side-by-side
+                results.append(cell(weights, splits, shots, strategy, int(text["epochs"]),
+                                    None if strategy == "feature_extraction" else text["learning_rate"],
+                                    text["head_learning_rate"]) | {"text_defaults": True})
     Path(args.output).write_text(json.dumps(results, indent=2))
     print(report(results))
 
 
-def run(weights: Path, strategy: str, splits, epochs: int, rate: float | None, head_rate: float) -> tuple[float, float]:
+def cell(weights: Path, splits, shots: int, strategy: str, epochs: int, rate: float | None, head_rate: float) -> dict:
+    """One sweep cell: fit on the target images, score on the held-out ones. A frozen backbone has no
+    encoder rate (`rate` None): the head's is passed for both."""
     from nlp_transfer import ImageClassifier
 
     started = time.perf_counter()
     clf = ImageClassifier.from_pretrained(weights, strategy=strategy, image_size=32, seed=42)
-    rates = {"head_learning_rate": head_rate, **({"learning_rate": rate} if rate is not None else {"learning_rate": head_rate})}
     clf.fit(splits.target_train, epochs=epochs, batch_size=16, validation_split=0, hflip=False, seed=42,
-            feature_cache_dir="memory", **rates)
-    return clf.evaluate(splits.target_test)["accuracy"], time.perf_counter() - started
+            feature_cache_dir="memory", learning_rate=head_rate if rate is None else rate, head_learning_rate=head_rate)
+    return {"shots": shots, "strategy": strategy, "epochs": epochs, "learning_rate": rate, "head_learning_rate": head_rate,
+            "accuracy": clf.evaluate(splits.target_test)["accuracy"], "seconds": time.perf_counter() - started}
 
 
 def report(results: list[dict]) -> str:
     lines = [f"{'shots':>5}  {'strategy':<20}{'epochs':>7}{'lr':>8}{'head lr':>9}{'accuracy':>10}{'s':>7}"]
     for row in results:
-        lr = "-" if row["learning_rate"] is None or row["strategy"] == "feature_extraction" else f"{row['learning_rate']:.0e}"
+        lr = "-" if row["learning_rate"] is None else f"{row['learning_rate']:.0e}"
         mark = "  <- text defaults" if row.get("text_defaults") else ""
         lines.append(f"{row['shots']:>5}  {row['strategy']:<20}{row['epochs']:>7}{lr:>8}{row['head_learning_rate']:>9.0e}"
                      f"{row['accuracy']:>10.4f}{row['seconds']:>7.1f}{mark}")
