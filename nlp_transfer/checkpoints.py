@@ -2,11 +2,12 @@
 
 A checkpoint is a folder ``step-00000012`` holding what training needs to continue exactly:
 
-    trainable.safetensors   the trainable weights only (frozen ones come from the base model)
+    trainable.safetensors   the trainable weights and every buffer (BatchNorm running statistics move
+                            in training too); frozen weights come from the base model
     optimizer.safetensors   AdamW moments and step counts   + optimizer.json (its param groups)
     scheduler.json          the learning-rate schedule's position
     rng-<rank>.safetensors  torch (and CUDA) random state   + rng-<rank>.json (python, numpy)
-    best.safetensors        the best epoch's trainable weights, when there is one
+    best.safetensors        the best epoch's trainable weights and buffers, when there is one
     progress.json           epoch, batches done in it, step, history so far, best metric, identity
 
 It is written as ``step-00000012.tmp`` and renamed when complete, so a kill during the write leaves
@@ -28,7 +29,7 @@ from torch import nn
 
 from .errors import ConfigError
 
-__all__ = ["Progress", "Checkpointer", "read_progress"]
+__all__ = ["Progress", "Checkpointer", "read_progress", "training_state", "load_training_state"]
 
 _PREFIX = "step-"
 
@@ -75,7 +76,7 @@ class Checkpointer:
         accelerator.wait_for_everyone()
         _save_rng(staging, accelerator.process_index)
         if accelerator.is_main_process:
-            save_file(_trainable(model), str(staging / "trainable.safetensors"))
+            save_file(training_state(model), str(staging / "trainable.safetensors"))
             tensors, groups = _flatten_optimizer(optimizer.state_dict())
             save_file(tensors, str(staging / "optimizer.safetensors"))
             _write_json(staging / "optimizer.json", groups)
@@ -96,10 +97,7 @@ class Checkpointer:
 
         progress = read_progress(path)
         _check_identity(progress.identity, identity, path)
-        parameters = dict(model.named_parameters())
-        with torch.no_grad():
-            for name, value in load_file(str(path / "trainable.safetensors")).items():
-                parameters[name].copy_(value)
+        load_training_state(model, load_file(str(path / "trainable.safetensors")))
         groups = json.loads((path / "optimizer.json").read_text(encoding="utf-8"))
         optimizer.load_state_dict(_unflatten_optimizer(load_file(str(path / "optimizer.safetensors")), groups))
         scheduler.load_state_dict(json.loads((path / "scheduler.json").read_text(encoding="utf-8")))
@@ -121,8 +119,28 @@ def read_progress(path: Path) -> Progress:
     return Progress(**json.loads((path / "progress.json").read_text(encoding="utf-8")))
 
 
-def _trainable(model: nn.Module) -> dict[str, torch.Tensor]:
-    return {name: p.detach().cpu().contiguous() for name, p in model.named_parameters() if p.requires_grad}
+def training_state(model: nn.Module) -> dict[str, torch.Tensor]:
+    """What training changes: the trainable parameters and every buffer (CPU copies).
+
+    Buffers are model state too: a BatchNorm layer in training mode updates its running mean,
+    variance and batch count at every step, and a model restored without them predicts with other
+    statistics than the weights were trained with. Buffers are small (a few per layer), so all of
+    them are kept rather than guessing which ones moved.
+    """
+    state = {name: p.detach().to("cpu", copy=True).contiguous() for name, p in model.named_parameters() if p.requires_grad}
+    state.update({name: b.detach().to("cpu", copy=True).contiguous() for name, b in model.named_buffers()})
+    return state
+
+
+def load_training_state(model: nn.Module, state: dict[str, torch.Tensor]) -> None:
+    """Copy a `training_state` back into `model`, in place."""
+    tensors = {**dict(model.named_parameters()), **dict(model.named_buffers())}
+    unknown = sorted(set(state) - set(tensors))
+    if unknown:
+        raise RuntimeError(f"internal error: saved state has tensors the model lacks: {unknown[:3]}")
+    with torch.no_grad():
+        for name, value in state.items():
+            tensors[name].copy_(value)
 
 
 def _flatten_optimizer(state: dict[str, Any]) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:

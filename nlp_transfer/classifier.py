@@ -135,7 +135,7 @@ class Classifier:
         resolved = resolve_training(training, self.strategy.name, self.modality)
         train_ex, eval_ex = self._train_and_eval_examples(train, eval_data, resolved, data_config)
         metric = self._check_best_metric(resolved, eval_ex is not None)
-        train_set = self._training_dataset(train_ex, self.task.encode(train_ex.labels, self.label2id, "train"))
+        train_set = self._training_dataset(train_ex, self.task.encode(train_ex.labels, self.label2id, "train"), resolved.seed)
         eval_set = self._dataset(eval_ex, self.task.encode(eval_ex.labels, self.label2id, "eval_data")) if eval_ex else None
 
         from accelerate.utils import set_seed
@@ -395,8 +395,9 @@ class Classifier:
     def _dataset(self, examples: Any, targets: torch.Tensor | None) -> Dataset:
         raise NotImplementedError
 
-    def _training_dataset(self, examples: Any, targets: torch.Tensor | None) -> Dataset:
-        """The training set; differs from `_dataset` where training adds randomness (image augmentation)."""
+    def _training_dataset(self, examples: Any, targets: torch.Tensor | None, seed: int) -> Dataset:
+        """The training set; differs from `_dataset` where training adds randomness (image augmentation,
+        drawn from its own generator seeded by `seed`)."""
         return self._dataset(examples, targets)
 
     def _encoding_view(self, dataset: Dataset) -> Dataset:
@@ -418,7 +419,8 @@ def _final_metrics(history: TrainingHistory, restored_best: bool) -> dict[str, A
     """Evaluation metrics of the weights the model ends with: the best epoch's, or the last's."""
     if history.metric_name is None:
         return None
-    wanted = history.best_epoch if restored_best else history.epochs[-1]["epoch"]
+    # no best epoch when every evaluation was NaN: nothing was restored, the last epoch's weights stand
+    wanted = history.best_epoch if restored_best and history.best_epoch is not None else history.epochs[-1]["epoch"]
     row = next(row for row in history.epochs if row["epoch"] == wanted)
     return {k.removeprefix("eval_"): v for k, v in row.items() if k.startswith("eval_")} | {"epoch": wanted}
 

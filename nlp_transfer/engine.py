@@ -210,8 +210,9 @@ def train_loop(
         loader = accelerator.skip_first_batches(train_loader, progress.batches_done) if progress.batches_done else train_loader
         # accelerate re-seeds the batch sampler with its loader's own iteration count each time it
         # iterates; pin both to the epoch (zero-based) so a resumed run, whose loaders are new
-        # objects, draws the same batches as an uninterrupted one.
-        for target in (loader, sampler):
+        # objects, draws the same batches as an uninterrupted one. The dataset hears it too: image
+        # augmentation is seeded per (epoch, example).
+        for target in (loader, sampler, train_loader.dataset):
             if hasattr(target, "set_epoch"):
                 target.set_epoch(epoch - 1)
         row = _train_epoch(prepared, loader, optimizer, scheduler, settings, accelerator, progress, restore_rng,
@@ -397,7 +398,8 @@ def _train_epoch(model, loader, optimizer, scheduler, settings, accelerator, pro
 
 
 class _BestTracker:
-    """Best metric so far, a CPU copy of the trainable weights at that point, and patience."""
+    """Best metric so far, a CPU copy of the model state that training changes at that point
+    (trainable weights and buffers, see `checkpoints.training_state`), and patience."""
 
     def __init__(self, metric: str, greater_is_better: bool, patience: int | None) -> None:
         self.metric, self.greater, self.patience = metric, greater_is_better, patience
@@ -405,14 +407,23 @@ class _BestTracker:
         self.best_epoch: int | None = None
         self.best_state: dict[str, torch.Tensor] | None = None
         self.stale = 0
+        self._warned_nan = False
 
     def update(self, value: float, epoch: int, model: nn.Module) -> bool:
+        from .checkpoints import training_state
+
+        if math.isnan(value):  # never "best": a NaN compares false with everything and would pin the choice
+            if not self._warned_nan:
+                self._warned_nan = True
+                logger.warning("eval_%s is NaN at epoch %d (e.g. a correlation of constant predictions, or too few "
+                               "evaluation examples); epochs whose %s is NaN are never chosen as the best.",
+                               self.metric, epoch, self.metric)
+            self.stale += 1
+            return False
         better = self.best is None or (value > self.best if self.greater else value < self.best)
-        if math.isnan(value):
-            better = self.best is None
         if better:
             self.best, self.best_epoch, self.stale = float(value), epoch, 0
-            self.best_state = {n: p.detach().to("cpu", copy=True) for n, p in model.named_parameters() if p.requires_grad}
+            self.best_state = training_state(model)
         else:
             self.stale += 1
         return better
@@ -431,10 +442,9 @@ class _BestTracker:
         return self.patience is not None and self.stale >= self.patience
 
     def restore(self, model: nn.Module) -> None:
-        parameters = dict(model.named_parameters())
-        with torch.no_grad():
-            for name, value in self.best_state.items():
-                parameters[name].copy_(value)
+        from .checkpoints import load_training_state
+
+        load_training_state(model, self.best_state)
 
 
 def _log_banner(model, train_loader, eval_loader, settings, accelerator, total_steps) -> None:

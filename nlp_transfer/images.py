@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import random
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -178,23 +179,51 @@ def make_transform(data_config: dict[str, Any], training: bool, augment: bool = 
 
 
 class ImageDataset(Dataset):
-    """Images (decoded lazily, one at a time) with their targets and row indices."""
+    """Images (decoded lazily, one at a time) with their targets and row indices.
 
-    def __init__(self, columns: ImageColumns, targets: torch.Tensor | None, transform, eval_transform=None) -> None:
+    Training augmentation draws from its own generator, seeded per example from (`augment_seed`,
+    epoch, row): the crop an image gets depends on nothing else, so two identical fits give the
+    same model whatever else drew from Python's or torch's global random state (a library imported
+    lazily, say), and a run resumed mid-epoch sees exactly the crops the uninterrupted run saw. The
+    training loop tells the dataset the epoch (`set_epoch`), as it tells the batch sampler.
+    """
+
+    def __init__(self, columns: ImageColumns, targets: torch.Tensor | None, transform, eval_transform=None,
+                 augment_seed: int | None = None) -> None:
         self.images = columns.images
         self.targets = targets
         self.transform = transform
         self.eval_transform = eval_transform or transform
+        self.augment_seed = augment_seed  # None: the transform is deterministic (evaluation)
+        self.epoch = 0
         self.lengths = [1] * len(self.images)  # every image is the same size after preprocessing
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
 
     def __len__(self) -> int:
         return len(self.images)
 
     def __getitem__(self, index: int) -> dict[str, Any]:
-        item: dict[str, Any] = {"pixel_values": self.transform(open_rgb(self.images[index])), "index": index}
+        image = open_rgb(self.images[index])
+        pixels = self.transform(image) if self.augment_seed is None else self._augmented(image, index)
+        item: dict[str, Any] = {"pixel_values": pixels, "index": index}
         if self.targets is not None:
             item["labels"] = self.targets[index]
         return item
+
+    def _augmented(self, image, index: int) -> torch.Tensor:
+        # timm's and torchvision's random transforms draw from the global generators (Python's
+        # `random` and torch's); give them a private, seeded state and put the global ones back.
+        seed = (self.augment_seed * 1_000_003 + self.epoch) * 1_000_033 + index
+        python_state = random.getstate()
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            random.seed(seed)
+            try:
+                return self.transform(image)
+            finally:
+                random.setstate(python_state)
 
     def deterministic(self) -> ImageDataset:
         """The same images through the evaluation transform (what cached features are computed from)."""

@@ -111,10 +111,11 @@ class ImageClassifier(Classifier):
         evaluation = make_transform(self.preprocessing, training=False)
         return ImageDataset(examples, targets, evaluation)
 
-    def _training_dataset(self, examples: ImageColumns, targets: torch.Tensor | None) -> ImageDataset:
+    def _training_dataset(self, examples: ImageColumns, targets: torch.Tensor | None, seed: int) -> ImageDataset:
         config = self.data_config
         training = make_transform(self.preprocessing, training=True, augment=config.augment, hflip=config.hflip)
-        return ImageDataset(examples, targets, training, eval_transform=make_transform(self.preprocessing, training=False))
+        return ImageDataset(examples, targets, training, eval_transform=make_transform(self.preprocessing, training=False),
+                            augment_seed=seed if config.augment else None)
 
     def _encoding_view(self, dataset: ImageDataset) -> ImageDataset:
         return dataset.deterministic()  # cached features come from un-augmented images

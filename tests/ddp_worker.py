@@ -48,11 +48,12 @@ def main(model_dir: str, strategy: str, output: str, modality: str = "text") -> 
 
 
 def _rank_difference(model) -> float:
-    """The largest difference between the processes' weights (0 when they trained in step)."""
+    """The largest difference between the processes' weights and buffers (BatchNorm running
+    statistics included: 0 when they trained in step)."""
     import torch
     import torch.distributed as dist
 
-    flat = torch.cat([p.detach().flatten() for p in model.parameters()])
+    flat = torch.cat([t.detach().float().flatten() for t in (*model.parameters(), *model.buffers())])
     if not (dist.is_available() and dist.is_initialized()):
         return 0.0
     gathered = [torch.zeros_like(flat) for _ in range(dist.get_world_size())]

@@ -4,6 +4,8 @@
 
 MODE: fresh | resume | slow (sleeps per batch so the test can kill it mid-epoch) |
 die-in-save (kills itself with SIGKILL while writing its third checkpoint).
+STRATEGY: a text strategy (MODEL_DIR a tiny BERT), or vision-<strategy> (MODEL_DIR a tiny timm ResNet,
+trained with the default augmentation, so resuming must also replay the random crops).
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from conftest import sentiment_rows  # noqa: E402
+from conftest import IMAGE_SIZE, sentiment_rows, square_images  # noqa: E402
 
 
 def main(model_dir: str, checkpoint_dir: str, output: str, mode: str, strategy: str = "full") -> None:
@@ -28,18 +30,28 @@ def main(model_dir: str, checkpoint_dir: str, output: str, mode: str, strategy: 
 
     logging.basicConfig(level=logging.INFO)
 
-    from nlp_transfer import TextClassifier, checkpoints
+    from nlp_transfer import ImageClassifier, TextClassifier, checkpoints
 
     torch.set_num_threads(1)
-    clf = TextClassifier.from_pretrained(model_dir, strategy=strategy, pooling="mean")
+    vision = strategy.startswith("vision-")
+    if vision:
+        cls = ImageClassifier
+        clf = ImageClassifier.from_pretrained(model_dir, strategy=strategy.removeprefix("vision-"), image_size=IMAGE_SIZE,
+                                              **({"unfreeze_last": 1} if strategy == "vision-partial" else {}))
+        images, labels = square_images(64)
+        train, evaluation = (images, labels), square_images(16, seed=1)
+    else:
+        cls = TextClassifier
+        clf = TextClassifier.from_pretrained(model_dir, strategy=strategy, pooling="mean")
+        train, evaluation = sentiment_rows(64), sentiment_rows(16, seed=1)
     if mode == "slow":
-        make_collator = TextClassifier._collator
+        make_collator = cls._collator
 
         def slow_collator(self, accelerator):
             collate = make_collator(self, accelerator)
             return lambda items: (time.sleep(0.15), collate(items))[1]
 
-        TextClassifier._collator = slow_collator
+        cls._collator = slow_collator
     if mode == "die-in-save":
         write_json, saves = checkpoints._write_json, {"n": 0}
 
@@ -51,7 +63,7 @@ def main(model_dir: str, checkpoint_dir: str, output: str, mode: str, strategy: 
             write_json(path, value)
 
         checkpoints._write_json = dying_write
-    history = clf.fit(sentiment_rows(64), sentiment_rows(16, seed=1), epochs=3, batch_size=8, learning_rate=3e-3,
+    history = clf.fit(train, evaluation, epochs=3, batch_size=8, learning_rate=3e-3,
                       load_best_model_at_end=False, checkpoint_dir=checkpoint_dir, save_steps=2,
                       resume=mode == "resume")
     out = Path(output)

@@ -43,21 +43,41 @@ def _complete(folder: Path) -> list[Path]:
     return sorted(p for p in folder.glob("step-*") if not p.name.endswith(".tmp") and (p / "progress.json").is_file())
 
 
-@pytest.mark.slow
-def test_sigkill_mid_epoch_then_resume_equals_the_uninterrupted_run(model_dirs, uninterrupted, tmp_path):
+def _kill_mid_epoch_and_resume(model: Path, strategy: str, tmp_path: Path) -> Path:
+    """Start a slowed-down run, SIGKILL it in epoch 2 (after step 11 of 24), resume it; returns the result folder."""
     checkpoints = tmp_path / "ckpt"
-    process = subprocess.Popen([sys.executable, str(WORKER), str(model_dirs["bert"]), str(checkpoints),
-                                str(tmp_path / "killed"), "slow"], env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    deadline = time.time() + 240
+    process = subprocess.Popen([sys.executable, str(WORKER), str(model), str(checkpoints), str(tmp_path / "killed"),
+                                "slow", strategy], env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.time() + 600  # a safety net for a busy machine, not a speed test
     while time.time() < deadline and not any(int(p.name[5:13]) >= 11 for p in _complete(checkpoints)):
         time.sleep(0.05)
     process.send_signal(signal.SIGKILL)  # mid-epoch 2: steps 11-12 of 24
-    process.wait(timeout=30)
+    process.wait(timeout=60)
     assert process.returncode == -signal.SIGKILL and not (tmp_path / "killed").exists()
-    done = _run(str(model_dirs["bert"]), str(checkpoints), str(tmp_path / "resumed"), "resume")
+    done = _run(str(model), str(checkpoints), str(tmp_path / "resumed"), "resume", strategy)
     assert done.returncode == 0, done.stderr[-3000:]
     assert "Resuming from" in done.stderr
-    _same_result(uninterrupted, tmp_path / "resumed")
+    return tmp_path / "resumed"
+
+
+@pytest.mark.slow
+def test_sigkill_mid_epoch_then_resume_equals_the_uninterrupted_run(model_dirs, uninterrupted, tmp_path):
+    _same_result(uninterrupted, _kill_mid_epoch_and_resume(model_dirs["bert"], "full", tmp_path))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("strategy", ["full", "partial"])
+def test_sigkill_and_resume_of_a_cnn_restores_weights_and_batchnorm_statistics(resnet_dir, tmp_path, strategy):
+    """The weights file holds every tensor of the model, BatchNorm running statistics and batch
+    counts included, compared bitwise; augmentation is on, so the crops must replay too."""
+    whole = _run(str(resnet_dir), str(tmp_path / "ckpt-whole"), str(tmp_path / "whole"), "fresh", f"vision-{strategy}")
+    assert whole.returncode == 0, whole.stderr[-3000:]
+    resumed = _kill_mid_epoch_and_resume(resnet_dir, f"vision-{strategy}", tmp_path / "run")
+    from safetensors.torch import load_file
+
+    buffers = [name for name in load_file(str(tmp_path / "whole" / "weights.safetensors")) if "running_mean" in name]
+    assert buffers, "the test model has no BatchNorm statistics to check"
+    _same_result(tmp_path / "whole", resumed)
 
 
 @pytest.mark.slow

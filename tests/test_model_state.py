@@ -1,0 +1,112 @@
+"""The model a user gets back is the model the numbers describe: restored best epochs (BatchNorm
+statistics included), seeds that really seed, and reloaded models that save back to themselves."""
+
+from __future__ import annotations
+
+from contextlib import contextmanager
+
+import numpy as np
+import pytest
+import torch
+from conftest import IMAGE_SIZE, sentiment_rows, square_images
+
+from nlp_transfer import ImageClassifier, TextClassifier
+from nlp_transfer.classifier import Classifier
+
+
+@contextmanager
+def best_at_first_epoch():
+    """Rig the selection metric so that epoch 1 is the best, whatever the model learns; loss stays real."""
+    score, calls = Classifier._score, {"n": 0}
+
+    def rigged(self, extra):
+        real = score(self, extra)
+
+        def scored(logits, targets):
+            calls["n"] += 1
+            return {**real(logits, targets), "accuracy": 1.0 if calls["n"] == 1 else 0.0}
+
+        return scored
+
+    Classifier._score = rigged
+    try:
+        yield
+    finally:
+        Classifier._score = score
+
+
+def _text(model_dirs, strategy="full"):
+    return TextClassifier.from_pretrained(model_dirs["bert"], strategy=strategy, pooling="mean")
+
+
+def _vision(resnet_dir, strategy="full", **kwargs):
+    return ImageClassifier.from_pretrained(resnet_dir, strategy=strategy, image_size=IMAGE_SIZE, **kwargs)
+
+
+@pytest.mark.parametrize("modality", ["text", "vision"])
+def test_restored_best_epoch_reproduces_its_metrics_on_reevaluation(model_dirs, resnet_dir, modality):
+    if modality == "text":
+        clf, train, evaluation = _text(model_dirs), sentiment_rows(48), sentiment_rows(16, seed=1)
+    else:  # full fine-tuning moves every BatchNorm layer's running statistics
+        clf, train, evaluation = _vision(resnet_dir), square_images(48), square_images(16, seed=1)
+    with best_at_first_epoch():
+        history = clf.fit(train, evaluation, epochs=3, batch_size=8, learning_rate=3e-3, head_learning_rate=3e-3,
+                          feature_cache_dir="memory")
+    assert history.best_epoch == 1
+    first, last = history.epochs[0]["eval_loss"], history.epochs[-1]["eval_loss"]
+    assert abs(first - last) > 1e-4, "the epochs must differ for the test to mean anything"
+    again = clf.evaluate(evaluation)
+    assert again["loss"] == pytest.approx(first, abs=1e-6)
+    assert clf.metrics["epoch"] == 1 and clf.metrics["loss"] == pytest.approx(again["loss"], abs=1e-6)
+
+
+def test_nan_evaluations_are_never_the_best_epoch(model_dirs, caplog):
+    from conftest import regression_rows
+
+    score, calls = Classifier._score, {"n": 0}
+
+    def nan_first(self, extra):
+        real = score(self, extra)
+
+        def scored(logits, targets):
+            calls["n"] += 1
+            found = real(logits, targets)
+            return {**found, "pearson": float("nan")} if calls["n"] == 1 else found
+
+        return scored
+
+    clf = TextClassifier.from_pretrained(model_dirs["bert"], task="regression", strategy="full", pooling="mean")
+    Classifier._score = nan_first
+    try:
+        with caplog.at_level("WARNING"):
+            history = clf.fit(regression_rows(48), regression_rows(16, seed=1), epochs=3, batch_size=8,
+                              learning_rate=3e-3, early_stopping_patience=2)
+    finally:
+        Classifier._score = score
+    assert history.best_epoch in (2, 3) and not np.isnan(history.best_metric)
+    assert len(history.epochs) == 3  # the NaN epoch did not trigger early stopping of the others
+    assert sum("is NaN" in r.message for r in caplog.records) == 1
+
+
+def test_two_identical_vision_fits_in_one_process_are_identical(resnet_dir):
+    """Augmentation draws from its own generator: a draw from Python's global `random` during the
+    first fit only (as a library imported lazily at the first evaluation makes) changes nothing."""
+    import random
+
+    score, fits = Classifier._score, {"n": 0}
+
+    def drawing(self, extra):
+        fits["n"] += 1
+        real = score(self, extra)
+        return lambda logits, targets: (random.random() if fits["n"] == 1 else None, real(logits, targets))[1]
+
+    images, evaluation = square_images(32), square_images(8, seed=1)
+    Classifier._score = drawing
+    try:
+        models = []
+        for _ in range(2):
+            models.append(_vision(resnet_dir))
+            models[-1].fit(images, evaluation, epochs=3, batch_size=8, load_best_model_at_end=False)
+    finally:
+        Classifier._score = score
+    np.testing.assert_array_equal(models[0].predict_proba(images[0][:8]), models[1].predict_proba(images[0][:8]))
