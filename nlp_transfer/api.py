@@ -156,7 +156,7 @@ def write_run(path: Path, result: RunResult, *, save_model: bool, splits: Splits
         if save_model:
             clf.save(folder / "model", merge_lora=config.output.merge_lora)
         if state.is_main_process:
-            env = environment(state.num_processes, config.train.mixed_precision)
+            env = environment(state.num_processes, _precision_that_ran(clf))
             (folder / "config.yaml").write_text(dump_config(config), encoding="utf-8")
             write_json(folder / "metrics.json", run_metrics(result))
             write_jsonl(folder / "history.jsonl", result.history.steps)
@@ -179,7 +179,13 @@ def run_metrics(result: RunResult) -> dict[str, Any]:
             "train_seconds": history.train_seconds, "fit_seconds": result.fit_seconds,
             "train_samples_per_second": result.train_samples_per_second,
             "peak_memory_mb": result.peak_memory_mb, "memory_kind": result.memory_kind,
-            "parameters": result.parameters, "epochs": history.epochs, "warnings": list(result.warnings)}
+            "parameters": result.parameters, "mixed_precision": _precision_that_ran(result.classifier),
+            "epochs": history.epochs, "warnings": list(result.warnings)}
+
+
+def _precision_that_ran(clf) -> str | None:
+    """The precision the accelerator trained in (the config may leave it to the launcher)."""
+    return clf.training.mixed_precision if clf is not None and clf.training is not None else None
 
 
 def push_run(run_or_model: str | Path, repo_id: str, *, private: bool = False, token: str | None = None,

@@ -7,6 +7,7 @@ cache live here once.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Sequence
 from pathlib import Path
@@ -141,6 +142,8 @@ class Classifier:
         from accelerate.utils import set_seed
 
         accelerator = self._accelerator = make_accelerator(resolved)
+        # from here on the settings say what runs: the launcher may have chosen the precision
+        resolved = dataclasses.replace(resolved, mixed_precision=accelerator.mixed_precision)
         set_seed(resolved.seed)
         model = self._require_model().to(accelerator.device)
         collate = self._collator(accelerator)
@@ -184,7 +187,7 @@ class Classifier:
         return self._score(self.training.extra_metrics if self.training else [])(outputs, targets)
 
     def features(self, data: Any, *, feature_cache_dir: str | None = None, batch_size: int = 64,
-                 mixed_precision: str = "no", **data_settings: Any) -> torch.Tensor:
+                 mixed_precision: str | None = None, **data_settings: Any) -> torch.Tensor:
         """The backbone's pooled features [n, feature_size] for `data`, in order: what the head sees.
 
         Goes through the disk feature cache (`feature_cache_dir`, as in `fit`; "memory" skips it),
@@ -198,11 +201,12 @@ class Classifier:
         if self.history is None:  # not trained yet: the inputs (single texts or pairs) are what this data has
             self._adopt_inputs(examples)
         dataset = self._dataset(examples, None)
+        accelerator = make_accelerator(settings)  # first: the precision that runs is part of the cache key
+        settings = dataclasses.replace(settings, mixed_precision=accelerator.mixed_precision)
         disk = self._feature_cache(settings)
         found = disk.load(dataset) if disk is not None else None
         if found is not None:
             return found
-        accelerator = make_accelerator(settings)
         self.backbone.to(accelerator.device)
         loader = self._eval_loader(dataset, settings.eval_batch_size, self._collator(accelerator))
         encoded = encode_features(self.backbone, loader, accelerator)

@@ -61,7 +61,9 @@ class TrainingConfig:
     scheduler: Literal["linear", "cosine", "constant"] = _f("linear", "Learning-rate schedule after warmup.")
     gradient_accumulation_steps: int = _f(1, "Batches accumulated per optimizer step.")
     max_grad_norm: float | None = _f(1.0, "Clip the gradient norm to this value; null turns clipping off.")
-    mixed_precision: Literal["no", "bf16", "fp16"] = _f("no", "Autocast precision: bf16 (CPU or GPU) or fp16 (GPU).")
+    mixed_precision: Literal["no", "bf16", "fp16"] | None = _f(
+        None, "Autocast precision: bf16 (CPU or GPU), fp16 (GPU) or no. Unset: the launcher's choice "
+              "(accelerate launch --mixed_precision, or an accelerate config file), else no.")
     seed: int = _f(42, "Seed for initialisation, data order and the validation split.")
     early_stopping_patience: int | None = _f(None, "Stop after this many evaluations without improvement.")
     metric_for_best_model: str | None = _f(None, "Metric that selects the best epoch; default: the task's main metric.")

@@ -44,23 +44,32 @@ class TrainingHistory:
 
 
 def make_accelerator(settings: TrainingConfig):
-    """An Accelerator for these settings; in a single process, earlier settings are replaced."""
+    """An Accelerator for these settings; in a single process, earlier settings are replaced.
+
+    An unset `mixed_precision` is left to accelerate, which reads the launcher's choice
+    (`accelerate launch --mixed_precision bf16`, an `accelerate config` file); what actually runs
+    is ``accelerator.mixed_precision``, and that is what runs record.
+    """
     from accelerate import Accelerator
     from accelerate.state import AcceleratorState, PartialState
 
     on_cpu = settings.cpu or _no_gpu()
-    check_precision(settings.mixed_precision, on_cpu)
-    kwargs = dict(mixed_precision=settings.mixed_precision, cpu=on_cpu,
-                  gradient_accumulation_steps=settings.gradient_accumulation_steps)
+    kwargs = dict(cpu=on_cpu, gradient_accumulation_steps=settings.gradient_accumulation_steps)
+    if settings.mixed_precision is not None:
+        check_precision(settings.mixed_precision, on_cpu)  # before accelerate's own, less helpful error
+        kwargs["mixed_precision"] = settings.mixed_precision
     try:
-        return Accelerator(**kwargs)
+        accelerator = Accelerator(**kwargs)
     except ValueError:
         # accelerate keeps one global state; a second fit with another precision in the same
         # (single) process must be allowed to change it.
         if PartialState().num_processes > 1:
             raise
-        AcceleratorState._reset_state()
-        return Accelerator(**kwargs)
+        AcceleratorState._reset_state()  # private, and the only way: accelerate offers no public reset
+        accelerator = Accelerator(**kwargs)
+    if settings.mixed_precision is None:
+        check_precision(accelerator.mixed_precision, on_cpu)  # the launcher's choice must fit the device too
+    return accelerator
 
 
 def check_precision(precision: str, on_cpu: bool) -> None:
@@ -457,7 +466,7 @@ def _log_banner(model, train_loader, eval_loader, settings, accelerator, total_s
         settings.epochs, settings.batch_size, accelerator.num_processes, settings.gradient_accumulation_steps,
         settings.batch_size * accelerator.num_processes * settings.gradient_accumulation_steps, total_steps,
         f"{trainable:,}", f"{everything:,}", 100.0 * trainable / max(everything, 1), accelerator.device,
-        settings.mixed_precision)
+        accelerator.mixed_precision)
 
 
 def _short(row: dict[str, Any]) -> str:

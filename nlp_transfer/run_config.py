@@ -345,7 +345,17 @@ def _parse_scalar(cls: type, key: str, value: Any) -> Any:
     accepts_float = annotation is float or float in typing.get_args(annotation)
     if accepts_float and isinstance(value, str) and _FLOAT.match(value.strip()):
         return float(value)
+    # and YAML 1.1 reads `no` as false: a choice that has "no" among its words (mixed_precision) means the word
+    if isinstance(value, bool) and not value and "no" in _choices(annotation):
+        return "no"
     return value
+
+
+def _choices(annotation: Any) -> tuple[Any, ...]:
+    """The words of a Literal (also inside Optional), else nothing."""
+    if typing.get_origin(annotation) is Literal:
+        return typing.get_args(annotation)
+    return tuple(word for arg in typing.get_args(annotation) for word in _choices(arg))
 
 
 def _class_of(cls: type, name: str) -> type | None:

@@ -110,3 +110,35 @@ def test_two_identical_vision_fits_in_one_process_are_identical(resnet_dir):
     finally:
         Classifier._score = score
     np.testing.assert_array_equal(models[0].predict_proba(images[0][:8]), models[1].predict_proba(images[0][:8]))
+
+
+@pytest.mark.parametrize("explicit", [None, "no"])
+def test_the_launchers_precision_is_used_unless_the_config_sets_one(model_dirs, tmp_path, monkeypatch, caplog, explicit):
+    """`accelerate launch --mixed_precision bf16` exports ACCELERATE_MIXED_PRECISION; an unset
+    train.mixed_precision follows it, an explicit one wins; runs record what actually ran."""
+    import json
+
+    from conftest import sentiment_rows
+    from nlp_transfer import load_config, train
+
+    monkeypatch.setenv("ACCELERATE_MIXED_PRECISION", "bf16")
+    for split, rows in {"train": sentiment_rows(32), "validation": sentiment_rows(8, seed=1),
+                        "test": sentiment_rows(8, seed=2)}.items():
+        (tmp_path / f"{split}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    overrides = [f"model.name_or_path={model_dirs['bert']}", f"output.dir={tmp_path / 'run'}", "train.epochs=1",
+                 "strategy.name=feature_extraction", f"train.feature_cache_dir={tmp_path / 'cache'}",
+                 *(f"data.{split}={tmp_path / split}.jsonl" for split in ("train", "validation", "test"))]
+    if explicit:
+        overrides.append(f"train.mixed_precision={explicit}")
+    with caplog.at_level("INFO"):
+        result = train(load_config("configs/tests/tiny.yaml", overrides))
+    ran = explicit or "bf16"
+    assert result.classifier.training.mixed_precision == ran
+    assert json.loads((tmp_path / "run" / "environment.json").read_text())["mixed_precision"] == ran
+    assert json.loads((tmp_path / "run" / "metrics.json").read_text())["mixed_precision"] == ran
+    assert any(f"precision {ran}." in r.message for r in caplog.records)
+    # the cached features are filed under the precision they were computed in
+    clf = result.classifier
+    held = clf._dataset(clf._examples(tmp_path / "validation.jsonl", clf.data_config, "x", True), None)
+    settings = clf.training
+    assert (tmp_path / "cache" / f"{clf._feature_cache(settings).key(held)}.safetensors").is_file()
