@@ -53,6 +53,7 @@ class Classifier:
         self.metrics: dict[str, Any] | None = None
         self.history: TrainingHistory | None = None
         self.model: TransferModel | None = None
+        self._initial_seed: int | None = seed  # None once the weights are trained or loaded
         self._accelerator = None
         strategy.check(backbone)  # a strategy that cannot fit this model fails now, not at fit
         self._num_outputs = self._outputs_for(labels, num_labels)
@@ -86,6 +87,19 @@ class Classifier:
             model = TransferModel(self.backbone, head, self.task)
             self.strategy.apply(model)
         self.model = model  # only a model whose strategy applied cleanly
+        self._initial_seed = self.seed  # untrained: a later fit(seed=...) may draw the head and adapters again
+
+    def _seed_initialisation(self, seed: int) -> None:
+        """Draw the untrained head (and LoRA adapters) with `seed`: the initialisation is part of what
+        a fit's seed fixes. A trained or loaded model keeps its weights."""
+        if self._initial_seed is None or seed == self._initial_seed:
+            return
+        self.seed = seed
+        if self.model is None:
+            return  # the head is built from the training labels, with this seed
+        if hasattr(self.backbone.encoder, "peft_config"):
+            self.backbone.encoder = self.backbone.encoder.unload()  # untrained adapters go; new ones are drawn
+        self._build_head(self._num_outputs)
 
     def _init_head(self, head: ClassificationHead) -> None:
         """Hook: start the head from pretrained weights where the architecture has them."""
@@ -134,6 +148,8 @@ class Classifier:
         """
         training, data_config = self._split_settings(settings)
         resolved = resolve_training(training, self.strategy.name, self.modality)
+        if "seed" in settings:
+            self._seed_initialisation(resolved.seed)
         train_ex, eval_ex = self._train_and_eval_examples(train, eval_data, resolved, data_config)
         metric = self._check_best_metric(resolved, eval_ex is not None)
         train_set = self._training_dataset(train_ex, self.task.encode(train_ex.labels, self.label2id, "train"), resolved.seed)
@@ -167,6 +183,7 @@ class Classifier:
                              identity=self._identity(resolved, len(train_set), accelerator.num_processes),
                              on_epoch_start=lambda epoch: self.strategy.on_epoch_start(model, epoch))
         self.training, self.history = resolved, history
+        self._initial_seed = None  # trained: a later fit continues from these weights
         self.metrics = _final_metrics(history, resolved.load_best_model_at_end)
         return history
 
@@ -183,7 +200,7 @@ class Classifier:
         config = build(DataConfig, {**_fields_of(self.data_config), **data_settings}, source="evaluate")
         examples = self._examples(data, config, "data", need_labels=True)
         targets = self.task.encode(examples.labels, self.label2id, "data")
-        outputs, targets = self._logits(self._dataset(examples, targets))
+        outputs, targets = self._logits(self._dataset(examples, targets, config))
         return self._score(self.training.extra_metrics if self.training else [])(outputs, targets)
 
     def features(self, data: Any, *, feature_cache_dir: str | None = None, batch_size: int = 64,
@@ -200,7 +217,7 @@ class Classifier:
         examples = self._examples(data, config, "data", need_labels=False)
         if self.history is None:  # not trained yet: the inputs (single texts or pairs) are what this data has
             self._adopt_inputs(examples)
-        dataset = self._dataset(examples, None)
+        dataset = self._dataset(examples, None, config)
         accelerator = make_accelerator(settings)  # first: the precision that runs is part of the cache key
         settings = dataclasses.replace(settings, mixed_precision=accelerator.mixed_precision)
         disk = self._feature_cache(settings)
@@ -280,6 +297,7 @@ class Classifier:
             self._require_model().head.load_state_dict(state)
         except RuntimeError as error:
             raise ModelLoadError(f"The head weights in {folder} do not fit the saved head settings: {error}") from error
+        self._initial_seed = None  # trained weights: a fit's seed no longer redraws them
 
     # ----------------------------------------------------------------- internals
     def _split_settings(self, settings: dict[str, Any]) -> tuple[TrainingConfig, DataConfig]:
@@ -396,7 +414,8 @@ class Classifier:
     def _examples(self, source: Any, config: DataConfig, where: str, need_labels: bool):
         raise NotImplementedError
 
-    def _dataset(self, examples: Any, targets: torch.Tensor | None) -> Dataset:
+    def _dataset(self, examples: Any, targets: torch.Tensor | None, config: DataConfig | None = None) -> Dataset:
+        """Model inputs for `examples`, prepared as `config` says (default: the model's data settings)."""
         raise NotImplementedError
 
     def _training_dataset(self, examples: Any, targets: torch.Tensor | None, seed: int) -> Dataset:

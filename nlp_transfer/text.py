@@ -151,14 +151,16 @@ class TextClassifier(Classifier):
     def _adopt_inputs(self, train: TextColumns) -> None:
         self.uses_text_pair = train.pairs is not None
 
-    def _dataset(self, examples: TextColumns, targets: torch.Tensor | None) -> TokenizedDataset:
+    def _dataset(self, examples: TextColumns, targets: torch.Tensor | None,
+                 config: DataConfig | None = None) -> TokenizedDataset:
         pairs = examples.pairs if self.uses_text_pair else None
-        encodings = self.tokenizer(examples.texts, pairs, truncation=True, max_length=self.max_length)
-        truncated = sum(1 for ids in encodings["input_ids"] if len(ids) >= self.max_length)
-        if truncated and self.max_length not in self._truncation_warned:  # once per length, not per batch or call
-            self._truncation_warned.add(self.max_length)
+        max_length = (config or self.data_config).max_length
+        encodings = self.tokenizer(examples.texts, pairs, truncation=True, max_length=max_length)
+        truncated = sum(1 for ids in encodings["input_ids"] if len(ids) >= max_length)
+        if truncated and max_length not in self._truncation_warned:  # once per length, not per batch or call
+            self._truncation_warned.add(max_length)
             logger.warning("%d of %d texts were truncated to max_length=%d tokens (shown once); raise max_length "
-                           "to keep more of each text.", truncated, len(examples), self.max_length)
+                           "to keep more of each text.", truncated, len(examples), max_length)
         keep = ("input_ids", "attention_mask", "token_type_ids")
         return TokenizedDataset({k: list(v) for k, v in encodings.items() if k in keep}, targets)
 

@@ -107,7 +107,8 @@ class ImageClassifier(Classifier):
     def _examples(self, source: Any, config: DataConfig, where: str, need_labels: bool) -> ImageColumns:
         return ImageColumns.from_source(source, config, where, need_labels)
 
-    def _dataset(self, examples: ImageColumns, targets: torch.Tensor | None) -> ImageDataset:
+    def _dataset(self, examples: ImageColumns, targets: torch.Tensor | None,
+                 config: DataConfig | None = None) -> ImageDataset:
         evaluation = make_transform(self.preprocessing, training=False)
         return ImageDataset(examples, targets, evaluation)
 

@@ -142,3 +142,27 @@ def test_the_launchers_precision_is_used_unless_the_config_sets_one(model_dirs, 
     held = clf._dataset(clf._examples(tmp_path / "validation.jsonl", clf.data_config, "x", True), None)
     settings = clf.training
     assert (tmp_path / "cache" / f"{clf._feature_cache(settings).key(held)}.safetensors").is_file()
+
+
+def test_evaluate_and_features_use_the_max_length_they_are_given(model_dirs):
+    clf = TextClassifier.from_pretrained(model_dirs["bert"], labels=["neg", "pos"], pooling="mean", max_length=32)
+    rows = [{"text": " ".join(["good movie plot"] * 8), "label": "pos"}, {"text": "bad film", "label": "neg"}]
+    full, short = clf.features(rows, feature_cache_dir="memory"), clf.features(rows, feature_cache_dir="memory", max_length=4)
+    assert torch.equal(full[1], short[1]) and not torch.allclose(full[0], short[0])  # only the long text is cut
+    assert clf.evaluate(rows)["loss"] != clf.evaluate(rows, max_length=4)["loss"]
+    assert clf.max_length == 32  # a call's setting is that call's
+
+
+@pytest.mark.parametrize("strategy", ["feature_extraction", "lora"])
+def test_the_seed_of_fit_draws_the_head_and_the_adapters(model_dirs, strategy):
+    def fitted(fit_seed, built_with=42):
+        clf = TextClassifier.from_pretrained(model_dirs["bert"], labels=["neg", "pos"], strategy=strategy, pooling="mean",
+                                             seed=built_with)
+        clf.fit(sentiment_rows(16), epochs=1, seed=fit_seed, validation_split=0.0, feature_cache_dir="memory")
+        return clf.predict_proba([r["text"] for r in sentiment_rows(8, seed=3)])
+
+    one = fitted(1)
+    np.testing.assert_array_equal(one, fitted(1))
+    assert not np.allclose(one, fitted(2))
+    # the initial head and adapters come from the fit's seed, whatever seed built the untrained model
+    np.testing.assert_array_equal(one, fitted(1, built_with=1))
