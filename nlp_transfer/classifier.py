@@ -7,6 +7,7 @@ cache live here once.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import logging
 from collections.abc import Sequence
@@ -24,7 +25,7 @@ from .features import FeatureCache, FeatureDataset, default_cache_dir, encode_fe
 from .data import FeatureCollator, LengthGroupedBatchSampler, SortedBatchSampler
 from .heads import ClassificationHead, HeadConfig
 from .model import TransferModel
-from .strategies import Strategy, parameter_groups
+from .strategies import Strategy, make_strategy, parameter_groups
 from .tasks import Task, infer_labels
 
 __all__ = ["Classifier"]
@@ -40,7 +41,8 @@ class Classifier:
     modality: str  # "text" or "vision": the subclass's data, and which strategy defaults apply
 
     def __init__(self, backbone: torch.nn.Module, strategy: Strategy, task: Task, *, labels: list[Any] | None,
-                 num_labels: int | None, head_options: dict[str, Any], threshold: float, seed: int) -> None:
+                 num_labels: int | None, head_options: dict[str, Any], threshold: float, seed: int,
+                 apply_strategy: bool = True) -> None:
         self.backbone = backbone
         self.strategy = strategy
         self.task = task
@@ -51,9 +53,18 @@ class Classifier:
         self.data_config = DataConfig()
         self.training: TrainingConfig | None = None
         self.metrics: dict[str, Any] | None = None
+        # regression: (mean, std) of the first fit's targets. The head learns standardised targets
+        # (targets around 1000 otherwise start a head whose outputs are near 0 a long way off, and
+        # it ends predicting a constant); predictions and metrics are in the user's units.
+        self.target_scale: tuple[float, float] | None = None
         self.history: TrainingHistory | None = None
         self.model: TransferModel | None = None
         self._initial_seed: int | None = seed  # None once the weights are trained or loaded
+        # False for a model loaded from merged LoRA weights: plain weights until a fit adds adapters
+        self._apply_strategy = apply_strategy
+        # True when LoRA adapters would sit on weights that exist only in this model (merged, or
+        # fine-tuned before): such adapters cannot be saved apart from their base, so saves merge them
+        self._adapter_base_in_memory = False
         self._accelerator = None
         strategy.check(backbone)  # a strategy that cannot fit this model fails now, not at fit
         self._num_outputs = self._outputs_for(labels, num_labels)
@@ -85,7 +96,10 @@ class Classifier:
             head = ClassificationHead(HeadConfig(self.backbone.feature_size, num_outputs, **self.head_options))
             self._init_head(head)
             model = TransferModel(self.backbone, head, self.task)
-            self.strategy.apply(model)
+            if self._apply_strategy:
+                self.strategy.apply(model)
+            else:  # plain weights: frozen until a fit applies the strategy
+                model.backbone.requires_grad_(False)
         self.model = model  # only a model whose strategy applied cleanly
         self._initial_seed = self.seed  # untrained: a later fit(seed=...) may draw the head and adapters again
 
@@ -107,7 +121,11 @@ class Classifier:
     def _settle_labels(self, values: Sequence[Any], where: str) -> None:
         """Fix the label set from the training data (first fit) or check it against the model's."""
         found = infer_labels(self.task, values, where)
-        if self.task.name == "regression" or self.labels is not None:
+        if self.task.name == "regression":
+            if self.target_scale is None:  # the first fit fixes the units the head learns in
+                self.target_scale = _standardisation(values, where)
+            return
+        if self.labels is not None:
             return
         if self._num_outputs is not None and len(found) != self._num_outputs:
             if all(isinstance(v, int) and 0 <= v < self._num_outputs for v in found):
@@ -125,6 +143,21 @@ class Classifier:
     @property
     def label2id(self) -> dict[Any, int] | None:
         return {label: i for i, label in enumerate(self.labels)} if self.labels is not None else None
+
+    def _targets(self, values: Sequence[Any], where: str) -> torch.Tensor:
+        """Training targets: label ids, multi-hot rows, or standardised numbers (see `target_scale`)."""
+        targets = self.task.encode(values, self.label2id, where)
+        if self.task.name == "regression" and self.target_scale is not None:
+            mean, std = self.target_scale
+            targets = (targets - mean) / std
+        return targets
+
+    def _user_units(self, values: np.ndarray) -> np.ndarray:
+        """Regression outputs (or standardised targets) back in the units of the user's labels."""
+        if self.task.name != "regression" or self.target_scale is None or values is None:
+            return values
+        mean, std = self.target_scale
+        return values * std + mean
 
     def _require_model(self) -> TransferModel:
         if self.model is None:
@@ -152,8 +185,8 @@ class Classifier:
             self._seed_initialisation(resolved.seed)
         train_ex, eval_ex = self._train_and_eval_examples(train, eval_data, resolved, data_config)
         metric = self._check_best_metric(resolved, eval_ex is not None)
-        train_set = self._training_dataset(train_ex, self.task.encode(train_ex.labels, self.label2id, "train"), resolved.seed)
-        eval_set = self._dataset(eval_ex, self.task.encode(eval_ex.labels, self.label2id, "eval_data")) if eval_ex else None
+        train_set = self._training_dataset(train_ex, self._targets(train_ex.labels, "train"), resolved.seed)
+        eval_set = self._dataset(eval_ex, self._targets(eval_ex.labels, "eval_data")) if eval_ex else None
 
         from accelerate.utils import set_seed
 
@@ -199,9 +232,12 @@ class Classifier:
         """Loss and metrics (and a confusion matrix for single-label tasks) on labelled data."""
         config = build(DataConfig, {**_fields_of(self.data_config), **data_settings}, source="evaluate")
         examples = self._examples(data, config, "data", need_labels=True)
-        targets = self.task.encode(examples.labels, self.label2id, "data")
+        targets = self._targets(examples.labels, "data")
         outputs, targets = self._logits(self._dataset(examples, targets, config))
-        return self._score(self.training.extra_metrics if self.training else [])(outputs, targets)
+        scores = self._score(self.training.extra_metrics if self.training else [])(outputs, targets)
+        if self.task.name == "regression":
+            _warn_if_constant(self._user_units(outputs), self._user_units(targets))
+        return scores
 
     def features(self, data: Any, *, feature_cache_dir: str | None = None, batch_size: int = 64,
                  mixed_precision: str | None = None, **data_settings: Any) -> torch.Tensor:
@@ -280,7 +316,84 @@ class Classifier:
                     f"nlp-transfer push path --repo-id {repo_id}")
             return push_folder(folder, repo_id, private=private, token=token, commit_message=commit_message, retry_hint=hint)
 
+    # ----------------------------------------------------------------- continuing from a saved model
+    def _continue_with(self, where: str, fixed: dict[str, tuple[Any, Any]], *, strategy: str | None,
+                       strategy_options: dict[str, Any], threshold: float | None, dropout: float | None) -> None:
+        """`from_pretrained(saved_folder, ...)`: apply what may change, refuse what may not.
+
+        `fixed` maps a setting to (given, saved): the trained head depends on these, so a given
+        value that differs from the saved one is an error. A new strategy (or new options) applies
+        to the saved weights: "continue from my fine-tuned model with LoRA" is a real use.
+        """
+        for name, (given, saved) in fixed.items():
+            if given is not None and given != saved:
+                raise ConfigError(
+                    f"{where} is a saved model with {name}={saved!r}; from_pretrained cannot make it {given!r}, because the "
+                    f"trained head depends on it. Leave {name} unset to continue from the saved model, or start a new "
+                    f"one from its base model ({self.base_model}) with {name}={given!r}.")
+        if threshold is not None:
+            self.threshold = threshold
+        if dropout is not None:
+            self._set_dropout(dropout)
+        if strategy is not None or strategy_options:
+            name = strategy or self.strategy.name
+            options = strategy_options if strategy_options or name != self.strategy.name else self.strategy.describe()["options"]
+            self._switch_strategy(make_strategy(name, options))
+
+    def _switch_strategy(self, new: Strategy) -> None:
+        """Train the current weights with `new` from now on (trained adapters are merged in first)."""
+        if new.describe() == self.strategy.describe():
+            return
+        encoder = self.backbone.encoder
+        if hasattr(encoder, "peft_config"):  # the trained adapters become part of what the next strategy starts from
+            self.backbone.encoder = encoder.merge_and_unload()
+        self._adapter_base_in_memory = True  # any new adapters sit on these weights, which no Hub id names
+        new.check(self.backbone)
+        self.strategy, self._apply_strategy = new, True
+        new.apply(self._require_model())
+        logger.info("Continuing from the saved weights with strategy %s %s.", new.name, new.describe()["options"])
+
+    def _set_dropout(self, dropout: float) -> None:
+        head = self._require_model().head
+        for module in head.modules():
+            if isinstance(module, torch.nn.Dropout):
+                module.p = dropout
+        head.config = dataclasses.replace(head.config, dropout=dropout)
+        self.head_options = {**self.head_options, "dropout": dropout}
+
     # ----------------------------------------------------------------- saving helpers (both modalities)
+    def _encoder_to_save(self, merge_lora: bool) -> tuple[torch.nn.Module, bool, bool]:
+        """(encoder, saved as an adapter, LoRA merged into the weights) for `save`.
+
+        Adapters are merged when asked, and always when their base exists only in this model (a
+        merged or fine-tuned model trained further with LoRA): an adapter file naming the original
+        base would lose the weights under it.
+        """
+        encoder = self.backbone.encoder
+        is_adapter = hasattr(encoder, "peft_config")
+        merge = is_adapter and (merge_lora or self._adapter_base_in_memory)
+        if merge:
+            if not merge_lora:
+                logger.info("Saving LoRA merged into the weights: its base exists only in this model.")
+            encoder = copy.deepcopy(encoder).cpu().merge_and_unload()
+        merged = merge or (self._adapter_base_in_memory and self.strategy.name == "lora")
+        return encoder, is_adapter and not merge, merged
+
+    def _output_layer_in_user_units(self, weight: torch.Tensor, bias: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The head's last linear layer with the regression standardisation folded in: what a plain
+        transformers or timm model needs to predict in the user's units. Exact: y = (Wx + b) std + mean."""
+        if self.target_scale is None:
+            return weight, bias
+        mean, std = self.target_scale
+        return weight * std, bias * std + mean
+
+    def _output_layer_standardised(self, weight: torch.Tensor, bias: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The inverse of `_output_layer_in_user_units`, for loading such a layout."""
+        if self.target_scale is None:
+            return weight, bias
+        mean, std = self.target_scale
+        return weight / std, (bias - mean) / std
+
     def _strategy_record(self, merged: bool) -> dict[str, Any]:
         """The strategy as saved: name and options, and whether LoRA was merged or the model trained from scratch."""
         strategy = self.strategy.describe()
@@ -352,7 +465,9 @@ class Classifier:
             target_tensor = torch.as_tensor(targets)
             if self.task.name == "single_label":
                 target_tensor = target_tensor.long()
+            # the loss is the one training minimises (standardised regression targets); metrics in the user's units
             loss = float(self.task.loss(torch.as_tensor(logits), target_tensor))
+            logits, targets = self._user_units(logits), self._user_units(targets)
             metrics = compute_metrics(self.task.name, self.task.decide(logits, self.threshold),
                                       self.task.targets_for_metrics(targets), num_labels=self._num_outputs, extra=extra)
             return {"loss": loss, **metrics}
@@ -408,7 +523,7 @@ class Classifier:
         if self.labels is None and self.task.name != "regression":
             raise NLPTransferError("The model has no labels yet; call fit first.")
         examples = self._examples(inputs, self.data_config, "inputs", need_labels=False)
-        return self._logits(self._dataset(examples, None))[0]
+        return self._user_units(self._logits(self._dataset(examples, None))[0])
 
     # ----------------------------------------------------------------- modality hooks
     def _examples(self, source: Any, config: DataConfig, where: str, need_labels: bool):
@@ -446,6 +561,23 @@ def _final_metrics(history: TrainingHistory, restored_best: bool) -> dict[str, A
     wanted = history.best_epoch if restored_best and history.best_epoch is not None else history.epochs[-1]["epoch"]
     row = next(row for row in history.epochs if row["epoch"] == wanted)
     return {k.removeprefix("eval_"): v for k, v in row.items() if k.startswith("eval_")} | {"epoch": wanted}
+
+
+def _standardisation(values: Sequence[Any], where: str) -> tuple[float, float]:
+    numbers = np.asarray(values, dtype=np.float64)
+    std = float(numbers.std())
+    if not std > 0:
+        raise DataError(f"{where}: every regression target is {numbers[0]:g}, so there is nothing to learn; "
+                        "check the label column, or give targets that vary.")
+    return float(numbers.mean()), std
+
+
+def _warn_if_constant(predictions: np.ndarray, targets: np.ndarray) -> None:
+    spread, wanted = float(np.std(predictions)), float(np.std(targets))
+    if wanted > 0 and spread < 1e-3 * wanted:
+        logger.warning("The model predicts (nearly) the same value for every example (spread %.3g, targets' spread "
+                       "%.3g): it has not learnt the targets. Train longer, raise the learning rate, or check the data.",
+                       spread, wanted)
 
 
 def _fields_of(config: Any) -> dict[str, Any]:

@@ -52,12 +52,14 @@ def make_accelerator(settings: TrainingConfig):
     """
     from accelerate import Accelerator
     from accelerate.state import AcceleratorState, PartialState
+    from accelerate.utils import parse_choice_from_env
 
     on_cpu = settings.cpu or _no_gpu()
-    kwargs = dict(cpu=on_cpu, gradient_accumulation_steps=settings.gradient_accumulation_steps)
-    if settings.mixed_precision is not None:
-        check_precision(settings.mixed_precision, on_cpu)  # before accelerate's own, less helpful error
-        kwargs["mixed_precision"] = settings.mixed_precision
+    # The launcher's choice reaches the process as ACCELERATE_MIXED_PRECISION; read it here rather
+    # than leave it to accelerate, which keeps whatever an earlier Accelerator in this process used.
+    precision = settings.mixed_precision or parse_choice_from_env("ACCELERATE_MIXED_PRECISION", "no")
+    check_precision(precision, on_cpu)
+    kwargs = dict(mixed_precision=precision, cpu=on_cpu, gradient_accumulation_steps=settings.gradient_accumulation_steps)
     try:
         accelerator = Accelerator(**kwargs)
     except ValueError:
@@ -67,8 +69,6 @@ def make_accelerator(settings: TrainingConfig):
             raise
         AcceleratorState._reset_state()  # private, and the only way: accelerate offers no public reset
         accelerator = Accelerator(**kwargs)
-    if settings.mixed_precision is None:
-        check_precision(accelerator.mixed_precision, on_cpu)  # the launcher's choice must fit the device too
     return accelerator
 
 

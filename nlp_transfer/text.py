@@ -69,14 +69,14 @@ class TextClassifier(Classifier):
         *,
         labels: list[Any] | None = None,
         num_labels: int | None = None,
-        task: Literal["single_label", "multi_label", "regression"] = "single_label",
-        strategy: Literal["feature_extraction", "partial", "full", "lora", "gradual"] = "feature_extraction",
+        task: Literal["single_label", "multi_label", "regression"] | None = None,
+        strategy: Literal["feature_extraction", "partial", "full", "lora", "gradual"] | None = None,
         pooling: Literal["auto", "cls", "mean"] = "auto",
         pool_layers: int | None = None,
         head: Literal["auto", "linear", "mlp"] = "auto",
-        dropout: float = 0.1,
-        threshold: float = 0.5,
-        max_length: int = 128,
+        dropout: float | None = None,
+        threshold: float | None = None,
+        max_length: int | None = None,
         seed: int = 42,
         trust_remote_code: bool = False,
         allow_pickle: bool = False,
@@ -86,8 +86,15 @@ class TextClassifier(Classifier):
     ) -> TextClassifier:
         """Load an encoder (local folder, or Hub id when online), add a head, apply the strategy.
 
-        A folder written by `save` is recognised and loaded with its labels, head and strategy.
-        `strategy_options` are the strategy's settings, e.g. ``unfreeze_last=2`` or ``r=16``.
+        `strategy_options` are the strategy's settings, e.g. ``unfreeze_last=2`` or ``r=16``. Unset
+        settings take their defaults: task single_label, strategy feature_extraction, dropout 0.1,
+        threshold 0.5, max_length 128.
+
+        A folder written by `save` (or a Hub repo nlp_transfer pushed) loads with its labels, head,
+        strategy and settings. Given a strategy or its options, it continues from the saved weights
+        with that strategy (a fine-tuned model trained further with LoRA); `max_length`, `threshold`
+        and `dropout` apply too; settings the trained head depends on (labels, task, pooling, head,
+        pool_layers, num_layers) must match the saved ones or be left unset.
 
         Defaults (see README, "How defaults are chosen"): `pooling` is the checkpoint's own (mean
         for sentence-transformers models, CLS otherwise); with a frozen encoder the features average
@@ -99,16 +106,25 @@ class TextClassifier(Classifier):
         ``num_layers=N`` keeps only the encoder's first N layers (pretrained weights and all).
         """
         name_or_path = str(name_or_path)
-        if (Path(name_or_path) / METADATA_FILE).is_file():
-            return cls.load(name_or_path)
-        if local_model(name_or_path) is None:
+        saved = Path(name_or_path) if (Path(name_or_path) / METADATA_FILE).is_file() else None
+        if saved is None and local_model(name_or_path) is None:
             from .hub import download_if_ours
 
-            pushed = download_if_ours(name_or_path)  # a model nlp_transfer pushed: labels, head, strategy and all
-            if pushed is not None:
-                return cls.load(pushed, trust_remote_code=trust_remote_code)
-        task_def = get_task(task)
-        strategy_obj = make_strategy(strategy, strategy_options)  # checks options before loading anything
+            saved = download_if_ours(name_or_path)  # a model nlp_transfer pushed: labels, head, strategy and all
+        if saved is not None:
+            clf = cls.load(saved, trust_remote_code=trust_remote_code)
+            clf._continue_with(name_or_path, {
+                "labels": (labels, clf.labels), "num_labels": (num_labels, clf._num_outputs), "task": (task, clf.task.name),
+                "pooling": (None if pooling == "auto" else pooling, clf.backbone.pooling),
+                "pool_layers": (pool_layers, clf.backbone.pool_layers), "num_layers": (num_layers, clf.num_layers),
+                "head": (None if head == "auto" else head, clf.model.head.config.kind),
+                "random_init": (random_init or None, clf.random_init)},
+                strategy=strategy, strategy_options=strategy_options, threshold=threshold, dropout=dropout)
+            if max_length is not None:
+                clf.data_config = dataclasses.replace(clf.data_config, max_length=max_length)
+            return clf
+        task_def = get_task(task or "single_label")
+        strategy_obj = make_strategy(strategy or "feature_extraction", strategy_options)  # checks options before loading anything
         if head not in ("auto", "linear", "mlp"):
             raise ConfigError(f"Unknown head {head!r}: {did_you_mean(head, ['auto', 'linear', 'mlp'])}")
         frozen = strategy_obj.frozen_backbone
@@ -121,10 +137,11 @@ class TextClassifier(Classifier):
         if pool_layers is None and frozen:
             backbone.pool_layers = min(_FROZEN_POOL_LAYERS, len(backbone.blocks()))
         pooler = _detach_pooler(backbone)
-        return cls(tokenizer, backbone, base_model=_source_name(name_or_path), max_length=max_length,
+        return cls(tokenizer, backbone, base_model=_source_name(name_or_path), max_length=max_length or 128,
                    pretrained_pooler=None if random_init else pooler, random_init=random_init, num_layers=num_layers,
                    strategy=strategy_obj, task=task_def, labels=labels, num_labels=num_labels,
-                   head_options=_default_head(backbone, head, dropout, frozen), threshold=threshold, seed=seed)
+                   head_options=_default_head(backbone, head, 0.1 if dropout is None else dropout, frozen),
+                   threshold=0.5 if threshold is None else threshold, seed=seed)
 
     # ----------------------------------------------------------------- hooks for Classifier
     def _init_head(self, head: ClassificationHead) -> None:
@@ -177,16 +194,13 @@ class TextClassifier(Classifier):
         plain encoder weights (loadable without peft).
         """
         model = self._require_model()
-        encoder = self.backbone.encoder
-        is_adapter = hasattr(encoder, "peft_config")
-        if is_adapter and merge_lora:
-            encoder = copy.deepcopy(encoder).cpu().merge_and_unload()
+        encoder, as_adapter, merged = self._encoder_to_save(merge_lora)
         native = self._native_export()
-        layout = "adapter" if is_adapter and not merge_lora else ("transformers" if native else "encoder")
-        metadata = self._metadata(layout, merged=is_adapter and merge_lora)
+        layout = "adapter" if as_adapter else ("transformers" if native else "encoder")
+        metadata = self._metadata(layout, merged=merged)
 
         def write(folder: Path) -> None:
-            self.tokenizer.save_pretrained(folder)
+            self._save_tokenizer(folder)
             head = model.head.state_dict()
             if layout == "adapter":
                 encoder.save_pretrained(folder / "adapter")
@@ -208,6 +222,16 @@ class TextClassifier(Classifier):
             logger.info("Saved the model to %s (%s layout).", path, layout)
         state.wait_for_everyone()
         return Path(path)
+
+    def _save_tokenizer(self, folder: Path) -> None:
+        """The tokenizer, with our max_length as its model_max_length: `pipeline(..., truncation=True)`
+        on the saved folder then cuts long texts where `predict` does."""
+        saved_length = self.tokenizer.model_max_length
+        self.tokenizer.model_max_length = self.max_length
+        try:
+            self.tokenizer.save_pretrained(folder)
+        finally:
+            self.tokenizer.model_max_length = saved_length
 
     @classmethod
     def load(cls, path: str | Path, *, trust_remote_code: bool = False) -> TextClassifier:
@@ -232,7 +256,10 @@ class TextClassifier(Classifier):
         clf = cls(tokenizer, backbone, base_model=meta.base_model, max_length=meta.max_length or 128, strategy=strategy,
                   task=get_task(meta.task), labels=meta.labels, num_labels=meta.num_outputs if meta.labels is None else None,
                   head_options=head_options, threshold=meta.threshold, seed=0,
-                  random_init=bool(meta.strategy.get("random_init")), num_layers=meta.num_layers)
+                  random_init=bool(meta.strategy.get("random_init")), num_layers=meta.num_layers,
+                  apply_strategy=not meta.strategy.get("merged"))
+        clf._adapter_base_in_memory = bool(meta.strategy.get("merged"))  # merged LoRA: plain weights, no adapter base
+        clf.target_scale = tuple(meta.target_scale) if meta.target_scale else None
         clf._load_head(folder, meta)
         clf.uses_text_pair = meta.uses_text_pair
         clf.data_config = DataConfig(**{"max_length": meta.max_length or 128, **(meta.data or {})})
@@ -254,6 +281,9 @@ class TextClassifier(Classifier):
         for ours, theirs in (("dense", native.dense_key), ("out", native.out_key)):
             tensors[f"{theirs}.weight"] = head[f"{ours}.weight"]
             tensors[f"{theirs}.bias"] = head[f"{ours}.bias"]
+        out = native.out_key
+        tensors[f"{out}.weight"], tensors[f"{out}.bias"] = self._output_layer_in_user_units(tensors[f"{out}.weight"],
+                                                                                            tensors[f"{out}.bias"])
         save_tensors(tensors, folder / "model.safetensors")
         config = copy.deepcopy(encoder.config)
         config.architectures = [native.architecture]
@@ -269,6 +299,7 @@ class TextClassifier(Classifier):
             tensors = load_tensors(folder / "model.safetensors")
             state = {f"{ours}.{kind}": tensors[f"{theirs}.{kind}"] for ours, theirs in
                      (("dense", native.dense_key), ("out", native.out_key)) for kind in ("weight", "bias")}
+            state["out.weight"], state["out.bias"] = self._output_layer_standardised(state["out.weight"], state["out.bias"])
         else:
             state = load_tensors(folder / "head.safetensors")
         self._set_head_weights(state, folder)
@@ -281,7 +312,7 @@ class TextClassifier(Classifier):
             modality="text", layout=layout, base_model=self.base_model, model_type=self.backbone.model_type,
             task=self.task.name, labels=self.labels, num_outputs=self._num_outputs, threshold=self.threshold,
             pooling=self.backbone.pooling, pool_layers=self.backbone.pool_layers, head=self.model.head.config.to_dict(), strategy=strategy,
-            num_layers=self.num_layers,
+            num_layers=self.num_layers, target_scale=list(self.target_scale) if self.target_scale else None,
             max_length=self.max_length, uses_text_pair=self.uses_text_pair, data=asdict(self.data_config),
             training=asdict(self.training) if self.training else None, metrics=self.metrics,
             parameters=self.parameter_summary(), library_version=__version__)

@@ -13,7 +13,6 @@ backbone is loaded and saved.
 
 from __future__ import annotations
 
-import copy
 import logging
 from dataclasses import asdict
 from pathlib import Path
@@ -56,11 +55,11 @@ class ImageClassifier(Classifier):
         *,
         labels: list[Any] | None = None,
         num_labels: int | None = None,
-        task: Literal["single_label", "multi_label", "regression"] = "single_label",
-        strategy: Literal["feature_extraction", "partial", "full", "lora", "gradual"] = "feature_extraction",
+        task: Literal["single_label", "multi_label", "regression"] | None = None,
+        strategy: Literal["feature_extraction", "partial", "full", "lora", "gradual"] | None = None,
         head: Literal["auto", "linear", "mlp"] = "auto",
-        dropout: float = 0.0,
-        threshold: float = 0.5,
+        dropout: float | None = None,
+        threshold: float | None = None,
         image_size: int | None = None,
         architecture: str | None = None,
         model_args: dict[str, Any] | None = None,
@@ -77,19 +76,31 @@ class ImageClassifier(Classifier):
         (loaded with its labels, head and strategy). `image_size` overrides the model's input
         resolution (e.g. 64 for small images); `model_args` are further `timm.create_model` arguments
         for a model name (e.g. ``{"channels": [32, 64, 128, 256]}``). The default head is linear (timm's own classifier
-        shape, so the model saves in timm's format); ``head="mlp"`` adds a hidden layer.
+        shape, so the model saves in timm's format); ``head="mlp"`` adds a hidden layer. Unset
+        settings take their defaults: task single_label, strategy feature_extraction, dropout 0.0,
+        threshold 0.5.
+
+        A saved folder (or pushed repo) continues as in `TextClassifier.from_pretrained`: a given
+        strategy, its options, `threshold` and `dropout` apply to the saved weights; settings the
+        trained head depends on (labels, task, head, image_size, architecture) must match or be unset.
         """
         name_or_path = str(name_or_path)
-        if (Path(name_or_path) / METADATA_FILE).is_file():
-            return cls.load(name_or_path)
-        if not Path(name_or_path).exists():
+        saved = Path(name_or_path) if (Path(name_or_path) / METADATA_FILE).is_file() else None
+        if saved is None and not Path(name_or_path).exists():
             from .hub import download_if_ours
 
-            pushed = download_if_ours(name_or_path.removeprefix("hf-hub:"))  # pushed by nlp_transfer: labels and all
-            if pushed is not None:
-                return cls.load(pushed)
-        task_def = get_task(task)
-        strategy_obj = make_strategy(strategy, strategy_options)  # options checked before anything loads
+            saved = download_if_ours(name_or_path.removeprefix("hf-hub:"))  # pushed by nlp_transfer: labels and all
+        if saved is not None:
+            clf = cls.load(saved)
+            clf._continue_with(name_or_path, {
+                "labels": (labels, clf.labels), "num_labels": (num_labels, clf._num_outputs), "task": (task, clf.task.name),
+                "head": (None if head == "auto" else head, clf.model.head.config.kind),
+                "image_size": (image_size, clf.image_size), "architecture": (architecture, clf.backbone.architecture),
+                "model_args": (model_args or None, clf.backbone.model_args), "random_init": (random_init or None, clf.random_init)},
+                strategy=strategy, strategy_options=strategy_options, threshold=threshold, dropout=dropout)
+            return clf
+        task_def = get_task(task or "single_label")
+        strategy_obj = make_strategy(strategy or "feature_extraction", strategy_options)  # options checked before anything loads
         if head not in ("auto", "linear", "mlp"):
             raise ConfigError(f"Unknown head {head!r}: {did_you_mean(head, ['auto', 'linear', 'mlp'])}")
         if image_size is not None and (not isinstance(image_size, int) or image_size < 16):
@@ -98,10 +109,11 @@ class ImageClassifier(Classifier):
             torch.manual_seed(seed)
             backbone = load_vision_backbone(name_or_path, architecture=architecture, random_init=random_init,
                                             allow_pickle=allow_pickle, model_args=model_args)
-        head_options = {"kind": "linear" if head == "auto" else head, "activation": "relu", "dropout": dropout}
+        head_options = {"kind": "linear" if head == "auto" else head, "activation": "relu",
+                        "dropout": 0.0 if dropout is None else dropout}
         return cls(backbone, base_model=_source_name(name_or_path), image_size=image_size, random_init=random_init,
                    strategy=strategy_obj, task=task_def, labels=labels, num_labels=num_labels, head_options=head_options,
-                   threshold=threshold, seed=seed)
+                   threshold=0.5 if threshold is None else threshold, seed=seed)
 
     # ----------------------------------------------------------------- hooks for Classifier
     def _examples(self, source: Any, config: DataConfig, where: str, need_labels: bool) -> ImageColumns:
@@ -134,14 +146,11 @@ class ImageClassifier(Classifier):
         Unmerged LoRA saves the adapter and the head; ``merge_lora=True`` folds it into timm weights.
         """
         model = self._require_model()
-        encoder = self.backbone.encoder
-        is_adapter = hasattr(encoder, "peft_config")
-        if is_adapter and merge_lora:
-            encoder = copy.deepcopy(encoder).cpu().merge_and_unload()
+        encoder, as_adapter, merged = self._encoder_to_save(merge_lora)
         head = model.head
         native = head.config.kind == "linear" and not head.config.normalize
-        layout = "adapter" if is_adapter and not merge_lora else ("timm" if native else "timm-backbone")
-        metadata = self._metadata(layout, merged=is_adapter and merge_lora)
+        layout = "adapter" if as_adapter else ("timm" if native else "timm-backbone")
+        metadata = self._metadata(layout, merged=merged)
 
         def write(folder: Path) -> None:
             if layout == "adapter":
@@ -174,8 +183,8 @@ class ImageClassifier(Classifier):
         state = {k: v.detach().cpu() for k, v in encoder.state_dict().items()}
         if head is not None:
             classifier = full.pretrained_cfg.get("classifier", "fc")
-            state[f"{classifier}.weight"] = head.out.weight.detach().cpu()
-            state[f"{classifier}.bias"] = head.out.bias.detach().cpu()
+            weight, bias = self._output_layer_in_user_units(head.out.weight.detach().cpu(), head.out.bias.detach().cpu())
+            state[f"{classifier}.weight"], state[f"{classifier}.bias"] = weight, bias
         full.load_state_dict(state)
         full.pretrained_cfg = {**full.pretrained_cfg, **self.backbone.pretrained_cfg, "num_classes": num_classes}
         labels = [str(label) for label in self.labels] if self.labels is not None else None
@@ -205,7 +214,9 @@ class ImageClassifier(Classifier):
         clf = cls(backbone, base_model=meta.base_model, image_size=settings.get("image_size"), strategy=strategy,
                   task=get_task(meta.task), labels=meta.labels, num_labels=meta.num_outputs if meta.labels is None else None,
                   head_options=head_options, threshold=meta.threshold, seed=0,
-                  random_init=bool(meta.strategy.get("random_init")))
+                  random_init=bool(meta.strategy.get("random_init")), apply_strategy=not meta.strategy.get("merged"))
+        clf._adapter_base_in_memory = bool(meta.strategy.get("merged"))  # merged LoRA: plain weights, no adapter base
+        clf.target_scale = tuple(meta.target_scale) if meta.target_scale else None
         clf._load_head(folder, meta)
         clf.data_config = DataConfig(**(meta.data or {}))
         clf.metrics = meta.metrics
@@ -215,7 +226,8 @@ class ImageClassifier(Classifier):
         if meta.layout == "timm":
             tensors = load_tensors(folder / TIMM_WEIGHTS_FILE)
             classifier = self.backbone.pretrained_cfg.get("classifier", "fc")
-            state = {f"out.{kind}": tensors[f"{classifier}.{kind}"] for kind in ("weight", "bias")}
+            state = dict(zip(("out.weight", "out.bias"), self._output_layer_standardised(
+                tensors[f"{classifier}.weight"], tensors[f"{classifier}.bias"])))
         else:
             state = load_tensors(folder / "head.safetensors")
         self._set_head_weights(state, folder)
@@ -231,7 +243,8 @@ class ImageClassifier(Classifier):
             task=self.task.name, labels=self.labels, num_outputs=self._num_outputs, threshold=self.threshold,
             pooling=self.backbone.pooling, pool_layers=1, head=self.model.head.config.to_dict(), strategy=strategy,
             data=asdict(self.data_config), training=asdict(self.training) if self.training else None,
-            metrics=self.metrics, parameters=self.parameter_summary(), backbone=backbone, library_version=__version__)
+            metrics=self.metrics, parameters=self.parameter_summary(), backbone=backbone, library_version=__version__,
+            target_scale=list(self.target_scale) if self.target_scale else None)
 
 
 def _source_name(name_or_path: str) -> str:

@@ -166,3 +166,128 @@ def test_the_seed_of_fit_draws_the_head_and_the_adapters(model_dirs, strategy):
     assert not np.allclose(one, fitted(2))
     # the initial head and adapters come from the fit's seed, whatever seed built the untrained model
     np.testing.assert_array_equal(one, fitted(1, built_with=1))
+
+
+# --------------------------------------------------------------------------- reload -> save -> reload
+TEXT_LAYOUTS = {  # layout -> (from_pretrained settings, save settings)
+    "transformers": (dict(strategy="full", pooling="cls"), {}),
+    "encoder": (dict(strategy="full", pooling="mean"), {}),
+    "adapter": (dict(strategy="lora", pooling="mean"), {}),
+    "merged": (dict(strategy="lora", pooling="cls"), {"merge_lora": True}),
+}
+
+
+def _trained_text(model_dirs, settings):
+    clf = TextClassifier.from_pretrained(model_dirs["bert"], **settings)
+    clf.fit(sentiment_rows(32), epochs=2, batch_size=8, learning_rate=1e-2, validation_split=0.0)
+    return clf
+
+
+@pytest.mark.parametrize("layout", list(TEXT_LAYOUTS))
+def test_a_reloaded_text_model_saves_back_to_itself(model_dirs, tmp_path, layout):
+    settings, save = TEXT_LAYOUTS[layout]
+    texts = [r["text"] for r in sentiment_rows(8, seed=4)]
+    original = _trained_text(model_dirs, settings)
+    original.save(tmp_path / "one", **save)
+    first = TextClassifier.load(tmp_path / "one")
+    assert not hasattr(first.backbone.encoder, "peft_config") if layout == "merged" else True
+    first.save(tmp_path / "two")
+    second = TextClassifier.load(tmp_path / "two")
+    expected = original.predict_proba(texts)
+    np.testing.assert_allclose(first.predict_proba(texts), expected, atol=1e-5)
+    np.testing.assert_allclose(second.predict_proba(texts), expected, atol=1e-5)
+    assert (tmp_path / "two" / "adapter").exists() == (layout == "adapter")
+
+
+@pytest.mark.parametrize("merge", [False, True])
+def test_a_reloaded_vision_model_saves_back_to_itself(resnet_dir, tmp_path, merge):
+    images = square_images(32)
+    original = _vision(resnet_dir, "lora", r=4)
+    original.fit(images, epochs=2, batch_size=8, learning_rate=1e-2, validation_split=0.0)
+    original.save(tmp_path / "one", merge_lora=merge)
+    first = ImageClassifier.load(tmp_path / "one")
+    first.save(tmp_path / "two")
+    second = ImageClassifier.load(tmp_path / "two")
+    expected = original.predict_proba(images[0][:8])
+    np.testing.assert_allclose(second.predict_proba(images[0][:8]), expected, atol=1e-5)
+    assert (tmp_path / "two" / "adapter").exists() == (not merge)
+
+
+def test_training_a_merged_model_further_adds_new_adapters_and_saves_them_merged(model_dirs, tmp_path):
+    texts = [r["text"] for r in sentiment_rows(8, seed=4)]
+    _trained_text(model_dirs, dict(strategy="lora", pooling="mean")).save(tmp_path / "merged", merge_lora=True)
+    loaded = TextClassifier.load(tmp_path / "merged")
+    loaded.fit(sentiment_rows(32, seed=9), epochs=1, batch_size=8, learning_rate=1e-2, validation_split=0.0)
+    assert hasattr(loaded.backbone.encoder, "peft_config")  # fit applied its strategy: fresh adapters on the merged weights
+    loaded.save(tmp_path / "again")
+    assert not (tmp_path / "again" / "adapter").exists()  # an adapter file would name the original base
+    np.testing.assert_allclose(TextClassifier.load(tmp_path / "again").predict_proba(texts), loaded.predict_proba(texts),
+                               atol=1e-5)
+
+
+def test_from_pretrained_on_a_saved_model_applies_or_refuses_its_arguments(model_dirs, tmp_path):
+    from nlp_transfer.errors import ConfigError
+
+    texts = [r["text"] for r in sentiment_rows(8, seed=4)]
+    full = _trained_text(model_dirs, dict(strategy="full", pooling="mean"))
+    full.save(tmp_path / "full")
+    same = TextClassifier.from_pretrained(tmp_path / "full")
+    assert same.strategy.name == "full" and same.max_length == full.max_length
+    # continue from the fine-tuned weights with LoRA: same predictions to start with, only adapters train
+    lora = TextClassifier.from_pretrained(tmp_path / "full", strategy="lora", r=4, max_length=16, threshold=0.3)
+    assert lora.strategy.name == "lora" and lora.strategy.options.r == 4 and lora.max_length == 16 and lora.threshold == 0.3
+    np.testing.assert_allclose(lora.predict_proba(texts), full.predict_proba(texts), atol=1e-5)
+    assert all("lora_" in n or n.startswith("head.") for n, p in lora.model.named_parameters() if p.requires_grad)
+    lora.fit(sentiment_rows(32, seed=9), epochs=1, batch_size=8, learning_rate=1e-2, validation_split=0.0)
+    lora.save(tmp_path / "lora")
+    np.testing.assert_allclose(TextClassifier.load(tmp_path / "lora").predict_proba(texts), lora.predict_proba(texts),
+                               atol=1e-5)
+    with pytest.raises(ConfigError, match="labels=.*cannot make it"):
+        TextClassifier.from_pretrained(tmp_path / "full", labels=["a", "b", "c"])
+    with pytest.raises(ConfigError, match="pooling='mean'"):
+        TextClassifier.from_pretrained(tmp_path / "full", pooling="cls")
+
+
+def test_the_saved_tokenizer_cuts_long_texts_where_predict_does(model_dirs, tmp_path):
+    from transformers import pipeline
+
+    clf = _trained_text(model_dirs, dict(strategy="full", pooling="cls", max_length=8))
+    clf.save(tmp_path / "hf")
+    long = [" ".join(r["text"] for r in sentiment_rows(6, seed=s)) for s in range(4)]  # 24+ tokens each
+    classify = pipeline("text-classification", model=str(tmp_path / "hf"), truncation=True, top_k=None)
+    theirs = [{d["label"]: d["score"] for d in row} for row in classify(long)]
+    ours = clf.predict_proba(long)
+    np.testing.assert_allclose([[row[label] for label in clf.labels] for row in theirs], ours, atol=1e-5)
+
+
+@pytest.mark.parametrize("pooling", ["cls", "mean"])  # cls + full: the transformers layout; mean: encoder + head
+def test_regression_targets_far_from_zero_are_learnt_and_saved_in_the_users_units(model_dirs, tmp_path, pooling):
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    from conftest import regression_rows
+
+    shift = lambda rows: [{**r, "label": 1000.0 + 50.0 * r["label"]} for r in rows]  # noqa: E731
+    train, test = shift(regression_rows(96)), shift(regression_rows(32, seed=1))
+    clf = TextClassifier.from_pretrained(model_dirs["bert"], task="regression", strategy="full", pooling=pooling)
+    clf.fit(train, epochs=6, batch_size=8, learning_rate=3e-3, head_learning_rate=3e-3, validation_split=0.0)
+    scores = clf.evaluate(test)
+    predictions = np.array(clf.predict([r["text"] for r in test]))
+    assert predictions.std() > 10 and scores["pearson"] > 0.5  # not a constant near 0, nor near the mean
+    assert abs(predictions.mean() - 1075) < 40
+    clf.save(tmp_path / "m")
+    again = TextClassifier.load(tmp_path / "m")
+    np.testing.assert_allclose(again.predict([r["text"] for r in test]), predictions, rtol=1e-5)
+    if pooling == "cls":  # a plain transformers model predicts in the user's units too
+        model = AutoModelForSequenceClassification.from_pretrained(tmp_path / "m").eval()
+        tokens = AutoTokenizer.from_pretrained(tmp_path / "m")([r["text"] for r in test[:4]], return_tensors="pt", padding=True)
+        with torch.no_grad():
+            theirs = model(**tokens).logits[:, 0].numpy()
+        np.testing.assert_allclose(theirs, predictions[:4], rtol=1e-4)
+
+
+def test_constant_regression_targets_are_refused(model_dirs):
+    from nlp_transfer.errors import DataError
+
+    clf = TextClassifier.from_pretrained(model_dirs["bert"], task="regression", pooling="mean")
+    with pytest.raises(DataError, match="every regression target is 3"):
+        clf.fit([{"text": r["text"], "label": 3.0} for r in sentiment_rows(16)], epochs=1)
