@@ -125,7 +125,8 @@ def _usage(meta: ModelMetadata, repo_id: str | None) -> list[str]:
     if meta.layout == "transformers":
         lines += ["The weights are in the architecture's own `*ForSequenceClassification` layout, so plain "
                   "transformers loads them too:", "", "```python", "from transformers import pipeline", "",
-                  f'pipeline("text-classification", model="{where}")', "```", ""]
+                  f'pipeline("text-classification", model="{where}", truncation=True)  # cuts at the max_length trained with',
+                  "```", ""]
     elif meta.layout == "adapter":
         lines += [f"`adapter/` is a peft LoRA adapter for the encoder `{meta.base_model}` and `head.safetensors` is the "
                   "classification head, so nlp_transfer (or peft plus the head) is needed to use it; "

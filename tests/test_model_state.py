@@ -12,6 +12,7 @@ from conftest import IMAGE_SIZE, sentiment_rows, square_images
 
 from nlp_transfer import ImageClassifier, TextClassifier
 from nlp_transfer.classifier import Classifier
+from test_hub import hub  # noqa: F401  (the fake Hub fixture: only the network is replaced)
 
 
 @contextmanager
@@ -291,3 +292,16 @@ def test_constant_regression_targets_are_refused(model_dirs):
     clf = TextClassifier.from_pretrained(model_dirs["bert"], task="regression", pooling="mean")
     with pytest.raises(DataError, match="every regression target is 3"):
         clf.fit([{"text": r["text"], "label": 3.0} for r in sentiment_rows(16)], epochs=1)
+
+
+def test_a_merged_lora_model_reloaded_and_pushed_uploads_the_merged_weights(model_dirs, tmp_path, hub):
+    """Only the network is replaced (see test_hub.py): what would be uploaded is checked and loaded back."""
+    texts = [r["text"] for r in sentiment_rows(8, seed=4)]
+    trained = _trained_text(model_dirs, dict(strategy="lora", pooling="mean"))
+    trained.save(tmp_path / "merged", merge_lora=True)
+    TextClassifier.load(tmp_path / "merged").push_to_hub("me/merged", token="hf_x")
+    uploaded = hub.folder("me/merged")
+    assert not (uploaded / "adapter").exists() and (uploaded / "encoder").is_dir()
+    assert "merged" in (uploaded / "nlp_transfer.json").read_text()
+    np.testing.assert_allclose(TextClassifier.from_pretrained("me/merged").predict_proba(texts),
+                               trained.predict_proba(texts), atol=1e-5)
