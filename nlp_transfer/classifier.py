@@ -18,7 +18,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from .config import DataConfig, TrainingConfig, build, resolve_training
+from .config import DataConfig, TrainingConfig, build, check_threshold, resolve_training
 from .engine import TrainingHistory, make_accelerator, run_inference, train_loop
 from .errors import ConfigError, DataError, NLPTransferError, did_you_mean
 from .features import FeatureCache, FeatureDataset, default_cache_dir, encode_features
@@ -26,7 +26,7 @@ from .data import FeatureCollator, LengthGroupedBatchSampler, SortedBatchSampler
 from .heads import ClassificationHead, HeadConfig
 from .model import TransferModel
 from .strategies import Strategy, make_strategy, parameter_groups
-from .tasks import Task, infer_labels
+from .tasks import Task, check_learnable, infer_labels
 
 __all__ = ["Classifier"]
 
@@ -43,6 +43,7 @@ class Classifier:
     def __init__(self, backbone: torch.nn.Module, strategy: Strategy, task: Task, *, labels: list[Any] | None,
                  num_labels: int | None, head_options: dict[str, Any], threshold: float, seed: int,
                  apply_strategy: bool = True) -> None:
+        check_threshold(threshold)
         self.backbone = backbone
         self.strategy = strategy
         self.task = task
@@ -121,6 +122,7 @@ class Classifier:
     def _settle_labels(self, values: Sequence[Any], where: str) -> None:
         """Fix the label set from the training data (first fit) or check it against the model's."""
         found = infer_labels(self.task, values, where)
+        check_learnable(self.task, found, where)
         if self.task.name == "regression":
             if self.target_scale is None:  # the first fit fixes the units the head learns in
                 self.target_scale = _standardisation(values, where)
@@ -231,6 +233,7 @@ class Classifier:
     def evaluate(self, data: Any, **data_settings: Any) -> dict[str, Any]:
         """Loss and metrics (and a confusion matrix for single-label tasks) on labelled data."""
         config = build(DataConfig, {**_fields_of(self.data_config), **data_settings}, source="evaluate")
+        config = self._check_data_config(config)
         examples = self._examples(data, config, "data", need_labels=True)
         targets = self._targets(examples.labels, "data")
         outputs, targets = self._logits(self._dataset(examples, targets, config))
@@ -248,6 +251,7 @@ class Classifier:
         needed. ``clf.features(["a text", "another"])``.
         """
         config = build(DataConfig, {**_fields_of(self.data_config), **data_settings}, source="features")
+        config = self._check_data_config(config)
         settings = build(TrainingConfig, {"feature_cache_dir": feature_cache_dir, "eval_batch_size": batch_size,
                                           "mixed_precision": mixed_precision}, source="features")
         examples = self._examples(data, config, "data", need_labels=False)
@@ -332,6 +336,7 @@ class Classifier:
                     f"trained head depends on it. Leave {name} unset to continue from the saved model, or start a new "
                     f"one from its base model ({self.base_model}) with {name}={given!r}.")
         if threshold is not None:
+            check_threshold(threshold)
             self.threshold = threshold
         if dropout is not None:
             self._set_dropout(dropout)
@@ -423,7 +428,7 @@ class Classifier:
         # Data settings carry over from the model (max_length from from_pretrained, columns from an earlier fit).
         data = build(DataConfig, {**_fields_of(self.data_config), **{k: v for k, v in settings.items() if k in data_keys}},
                      source="fit")
-        return training, data
+        return training, self._check_data_config(data)
 
     def _train_and_eval_examples(self, train: Any, eval_data: Any, settings: TrainingConfig, data_config: DataConfig):
         """Read and check all data; only then adopt its labels and column settings."""
@@ -439,7 +444,8 @@ class Classifier:
         self.data_config = data_config
         self._adopt_inputs(train_ex)
         if eval_ex is None and data_config.validation_split > 0:
-            train_ex, eval_ex = split_validation(train_ex, data_config.validation_split, settings.seed)
+            train_ex, eval_ex = split_validation(train_ex, data_config.validation_split, settings.seed,
+                                                 stratify=self.task.name == "single_label")
             logger.info("No eval_data: holding out %d of the training examples for evaluation.", len(eval_ex))
         return train_ex, eval_ex
 
@@ -548,6 +554,10 @@ class Classifier:
 
     def _adopt_inputs(self, train: Any) -> None:
         """Remember what the (validated) training inputs look like."""
+
+    def _check_data_config(self, config: DataConfig) -> DataConfig:
+        """The data settings as this model can use them; raises for settings it cannot (text: max_length)."""
+        return config
 
     def _collator(self, accelerator):
         raise NotImplementedError

@@ -35,6 +35,7 @@ __all__ = [
     "build",
     "help_text",
     "resolve_training",
+    "check_threshold",
 ]
 
 T = TypeVar("T")
@@ -103,7 +104,8 @@ class DataConfig:
     text_column: str = _f("text", "Column with the text (the first sentence for pairs).")
     text_pair_column: str | None = _f("text_pair", "Column with the second sentence of a pair; used when present.")
     label_column: str = _f("label", "Column with the label: a name, a list of names (multi-label) or a number (regression).")
-    max_length: int = _f(128, "Longer texts are truncated to this many tokens.")
+    max_length: int = _f(128, "Longer texts are truncated to this many tokens; at most the model's position limit "
+                              "(the default 128 is lowered to a smaller limit, other values past it are errors).")
     validation_split: float = _f(0.1, "Share of train held out (seeded) for evaluation when no eval_data is given; 0 disables.")
     image_column: str = _f("image", "Images: the column with image paths (relative to the data file) or images.")
     augment: bool = _f(True, "Images: light training augmentation (random resized crop of 70-100%); none for evaluation.")
@@ -294,6 +296,16 @@ def _describe(annotation: Any) -> str:
         return "null"
     name = annotation.__name__
     return f"an {name}" if name[0] in "aeiou" else f"a {name}"
+
+
+def check_threshold(threshold: Any, key: str = "threshold") -> None:
+    """The multi-label decision threshold is a probability strictly between 0 and 1."""
+    number = isinstance(threshold, (int, float)) and not isinstance(threshold, bool)
+    if not number or not 0.0 < float(threshold) < 1.0:
+        raise ConfigError(
+            f"{key}={threshold!r} is outside (0, 1): it is the probability at or above which a label is "
+            "predicted (multi-label). Use a value such as 0.5 (higher: fewer, surer labels)."
+        )
 
 
 def _positive(obj: Any, *names: str) -> None:

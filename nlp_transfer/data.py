@@ -10,6 +10,7 @@ pandas DataFrame, or a list of dicts. Everything is checked before any model wor
 from __future__ import annotations
 
 import json
+import logging
 import math
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -34,6 +35,9 @@ __all__ = [
     "split_validation",
 ]
 
+logger = logging.getLogger(__name__)
+
+_DEFAULT_PAIR_COLUMN = DataConfig.__dataclass_fields__["text_pair_column"].default  # "used when present"
 _READERS = {".csv": "csv", ".tsv": "tsv", ".json": "json", ".jsonl": "jsonl", ".parquet": "parquet"}
 
 
@@ -157,6 +161,12 @@ class TextColumns:
             )
         pair_column = config.text_pair_column
         pairs = table.get(pair_column) if pair_column else None
+        if need_labels and pairs is None and pair_column not in (None, _DEFAULT_PAIR_COLUMN):
+            # a column the user named must exist: training on single texts instead would go unnoticed
+            raise DataError(
+                f"{where}: no text pair column {pair_column!r}; columns found: {found}. Set text_pair_column to the "
+                f"column with the second text, or to None for single texts."
+            )
         _check_texts(texts, config.text_column, where)
         if pairs is not None:
             _check_texts(pairs, pair_column, where)
@@ -178,17 +188,44 @@ def _check_texts(texts: Sequence[Any], column: str, where: str) -> None:
         )
 
 
-def split_validation(columns, share: float, seed: int):
-    """A seeded random hold-out of `share` of the rows, for when the user gave no evaluation data.
+def split_validation(columns, share: float, seed: int, stratify: bool = False):
+    """A seeded hold-out of `share` of the rows, for when the user gave no evaluation data.
 
-    Any examples with `len` and `take(rows)` (text columns, image columns) split the same way.
+    Any examples with `len`, `labels` and `take(rows)` (text columns, image columns) split the same
+    way. With `stratify` (single-label data) every class gives the same share, so a rare class is
+    not left out of validation, or out of training, by chance: each class holds out share * count
+    rounded (largest remainders first, so the total is the unstratified one) and keeps at least one
+    training example. Otherwise (multi-label, regression) the hold-out is a plain random draw.
     """
     generator = torch.Generator().manual_seed(seed)
     order = torch.randperm(len(columns), generator=generator).tolist()
     held = max(1, int(round(len(columns) * share)))
     if held >= len(columns):
         raise DataError(f"train: {len(columns)} rows are too few to hold out {share:.0%} for validation; pass eval_data.")
-    return columns.take(sorted(order[held:])), columns.take(sorted(order[:held]))
+    rows = _stratified_rows(columns.labels, order, share, held) if stratify and columns.labels is not None else order[:held]
+    chosen = set(rows)
+    return columns.take([i for i in range(len(columns)) if i not in chosen]), columns.take(sorted(rows))
+
+
+def _stratified_rows(labels: Sequence[Any], order: list[int], share: float, held: int) -> list[int]:
+    """The held-out rows: per class, the first of its rows in the seeded `order`."""
+    by_class: dict[Any, list[int]] = {}
+    for row in order:  # classes in order of first appearance in the shuffle: seeded tie-breaking
+        by_class.setdefault(labels[row], []).append(row)
+    wanted = {label: share * len(rows) for label, rows in by_class.items()}
+    counts = {label: min(math.floor(w), len(by_class[label]) - 1) for label, w in wanted.items()}
+    spare = sorted((label for label in by_class if counts[label] < len(by_class[label]) - 1),
+                   key=lambda label: counts[label] - wanted[label])  # largest remainder first (stable sort)
+    for label in spare[: max(0, held - sum(counts.values()))]:
+        counts[label] += 1
+    if not any(counts.values()):
+        raise DataError(f"train: each of the {len(by_class)} classes has a single example, so none can be held out for "
+                        "validation without leaving it out of training; pass eval_data, or set validation_split=0.")
+    missing = [label for label, count in counts.items() if count == 0]
+    if missing:
+        logger.warning("The validation hold-out has no example of %d class(es) with too few training examples: %s. "
+                       "Pass eval_data to measure them.", len(missing), sorted(missing, key=str)[:20])
+    return [row for label, rows in by_class.items() for row in rows[: counts[label]]]
 
 
 class TokenizedDataset(Dataset):

@@ -184,9 +184,11 @@ def train_loop(
     steps_per_epoch = math.ceil(len(train_loader) / settings.gradient_accumulation_steps)
     total = steps_per_epoch * settings.epochs
     # accelerate steps a prepared scheduler once per process per optimizer step.
+    warmup = math.ceil(total * settings.warmup_ratio) * accelerator.num_processes
+    # transformers' "constant" ignores warmup; "constant_with_warmup" is constant after it
+    schedule = "constant_with_warmup" if settings.scheduler == "constant" and warmup > 0 else settings.scheduler
     scheduler = accelerator.prepare(get_scheduler(
-        settings.scheduler, optimizer, num_warmup_steps=math.ceil(total * settings.warmup_ratio) * accelerator.num_processes,
-        num_training_steps=total * accelerator.num_processes))
+        schedule, optimizer, num_warmup_steps=warmup, num_training_steps=total * accelerator.num_processes))
     _log_banner(model, train_loader, eval_loader, settings, accelerator, total)
     tracker = _BestTracker(metric_name, greater_is_better, settings.early_stopping_patience)
 

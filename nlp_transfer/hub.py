@@ -14,6 +14,7 @@ import logging
 import os
 from pathlib import Path
 
+from .embedded import install_hint
 from .errors import NLPTransferError
 from .saving import METADATA_FILE
 
@@ -54,17 +55,74 @@ def push_folder(folder: str | Path, repo_id: str, *, private: bool = False, toke
 
 
 def download_if_ours(repo_id: str, *, token: str | None = None) -> Path | None:
-    """The local snapshot of `repo_id` when it holds a model nlp_transfer pushed; None otherwise
-    (a plain Hub model, or no Hub access: transformers then loads it, or explains, as usual)."""
+    """The local snapshot of `repo_id` when it holds a model nlp_transfer pushed; None for a plain
+    Hub model (no nlp_transfer.json in the repo), which transformers or timm then load as usual.
+
+    Only "the repo has no such file" means a plain model. Without the Hub (HF_HUB_OFFLINE=1, or no
+    connection) the local cache decides: a cached plain model gives None (it loads from the cache);
+    a repo that is not cached at all is a `HubError` saying so. A missing, gated or private repo,
+    a refused token and a failed connection are `HubError`s naming the cause and the fix.
+    """
     if Path(repo_id).exists() or repo_id.count("/") != 1:
         return None
     from huggingface_hub import hf_hub_download, snapshot_download
+    from huggingface_hub.errors import EntryNotFoundError, HFValidationError, HTTPError, LocalEntryNotFoundError
 
     try:
         hf_hub_download(repo_id, METADATA_FILE, token=token)
-    except Exception:  # not ours, not found, or offline without a cached copy
+    except LocalEntryNotFoundError as error:  # offline or unreachable, and not in the cache (a subclass: first)
+        if _cached_plain_model(repo_id):
+            logger.debug("%s: no Hub access (%s); loading the cached copy as a plain model.", repo_id, error)
+            return None
+        raise _hub_error(repo_id, error, token) from None
+    except EntryNotFoundError:  # the repo exists and is not ours
         return None
-    return Path(snapshot_download(repo_id, token=token))
+    except HFValidationError:  # not a repo id after all: the plain loader explains
+        return None
+    except (OSError, HTTPError) as error:  # repo missing, gated, token refused, connection, server
+        raise _hub_error(repo_id, error, token) from None
+    try:
+        return Path(snapshot_download(repo_id, token=token))
+    except (OSError, HTTPError) as error:
+        raise _hub_error(repo_id, error, token) from None
+
+
+def _cached_plain_model(repo_id: str) -> bool:
+    """Whether the local Hub cache holds `repo_id` (its config.json, or a record that nlp_transfer.json is absent)."""
+    from huggingface_hub import try_to_load_from_cache
+
+    marker = try_to_load_from_cache(repo_id, METADATA_FILE)  # not None and not a path: known to be absent
+    known_absent = marker is not None and not isinstance(marker, str)
+    return known_absent or isinstance(try_to_load_from_cache(repo_id, "config.json"), str)
+
+
+def _hub_error(repo_id: str, error: Exception, token: str | None) -> HubError:
+    """A `HubError` that names why the Hub refused `repo_id` and what to do (the token scrubbed)."""
+    from huggingface_hub import constants
+    from huggingface_hub.errors import GatedRepoError, HfHubHTTPError, LocalEntryNotFoundError, RepositoryNotFoundError
+
+    cause = error.__cause__ if isinstance(error, LocalEntryNotFoundError) and error.__cause__ else error
+    status = getattr(getattr(cause, "response", None), "status_code", None)
+    detail = _scrub(str(cause), token).strip().rstrip(".")
+    local = f" (If you meant a local folder: {repo_id!r} does not exist here.)" + install_hint(repo_id)
+    if isinstance(cause, GatedRepoError):
+        fix = (f"{repo_id!r} is a gated repository: accept its terms on https://huggingface.co/{repo_id} and log in "
+               "with a token that has access (`hf auth login` or HF_TOKEN).")
+    elif isinstance(cause, RepositoryNotFoundError):
+        fix = (f"The Hub has no repository {repo_id!r}, or it is private and the token cannot see it: check the id, "
+               f"or log in with a token that has access (`hf auth login` or HF_TOKEN).{local}")
+    elif isinstance(cause, HfHubHTTPError) and status in (401, 403):
+        fix = (f"The Hub refused the token for {repo_id!r} (HTTP {status}): log in again with `hf auth login`, or set "
+               "HF_TOKEN to a token with read access.")
+    elif isinstance(error, LocalEntryNotFoundError) and constants.is_offline_mode():
+        fix = (f"HF_HUB_OFFLINE=1 is set and {repo_id!r} is not in the local Hub cache: unset HF_HUB_OFFLINE to "
+               f"download it once, or give a local model folder.{local}")
+    elif isinstance(error, LocalEntryNotFoundError):
+        fix = (f"Could not reach the Hub for {repo_id!r}, and it is not in the local cache: check the connection "
+               f"(or HF_ENDPOINT / proxy settings) and try again, or give a local model folder.{local}")
+    else:
+        fix = f"The Hub request for {repo_id!r} failed: check the connection and the id, and try again."
+    return HubError(f"{fix} Cause: {type(cause).__name__}: {detail}.")
 
 
 def warn_if_base_is_local(meta) -> None:

@@ -38,7 +38,12 @@ def looks_like_image(value: Any) -> bool:
 
 @dataclass(frozen=True)
 class ImageColumns:
-    """Validated images (paths, PIL images or arrays) and their labels (when present)."""
+    """Validated images (paths, PIL images or arrays) and their labels (when present).
+
+    Arrays are read by their dtype, never stretched per image (a dark image stays dark): uint8 as
+    is, float as [0, 1] (values outside are an error), uint16 as 16-bit (divided by 257), bool as
+    black/white, other integer types as 8-bit values 0-255 (what ``np.array`` of byte values gives).
+    """
 
     images: list[Any]
     labels: list[Any] | None
@@ -137,12 +142,39 @@ def _check_readable(images: list[Any], where: str) -> None:
         elif isinstance(image, np.ndarray):
             if image.ndim not in (2, 3) or (image.ndim == 3 and image.shape[-1] not in (1, 3, 4)):
                 raise DataError(f"{where}: an image array must be [H, W] or [H, W, C] with C in 1, 3, 4; got shape {image.shape}.")
+            _as_bytes(image, f"{where}: the image array in row {row}")  # a bad range fails now, not mid-epoch
         elif not type(image).__module__.startswith("PIL."):
             raise DataError(f"{where}: cannot use {type(image).__name__} as an image; give file paths, PIL images or arrays.")
 
 
+def _as_bytes(array: np.ndarray, name: str) -> np.ndarray:
+    """Pixel values as uint8, scaled by the array's dtype (see `ImageColumns`), never by its content."""
+    if array.dtype == np.uint8:
+        return array
+    if array.dtype == np.bool_:
+        return array.astype(np.uint8) * 255
+    if array.dtype == np.uint16:
+        return np.round(array / 257.0).astype(np.uint8)
+    if np.issubdtype(array.dtype, np.floating):
+        low, high = float(np.min(array)), float(np.max(array))
+        if not (0.0 <= low and high <= 1.0):  # also NaN
+            raise DataError(f"{name} is {array.dtype} with values from {low:g} to {high:g}; float images must be in "
+                            "[0, 1]. Divide by 255 (for 0-255 values) or give uint8 arrays.")
+        return np.round(array * 255.0).astype(np.uint8)
+    if np.issubdtype(array.dtype, np.integer):
+        low, high = int(np.min(array)), int(np.max(array))
+        if low < 0 or high > 255:
+            raise DataError(f"{name} is {array.dtype} with values from {low} to {high}; integer images other than "
+                            "uint16 must hold 0-255. Convert to uint8, uint16 or float in [0, 1].")
+        return array.astype(np.uint8)
+    raise DataError(f"{name} has dtype {array.dtype}; give uint8, uint16, bool or float (in [0, 1]) pixel values.")
+
+
 def open_rgb(image: Any):
-    """Any accepted image as an RGB PIL image: grayscale is repeated, transparency laid on white."""
+    """Any accepted image as an RGB PIL image: grayscale is repeated, transparency laid on white.
+
+    Arrays are scaled by dtype (see `ImageColumns`): float in [0, 1], uint16 / 257, bool 0 / 255.
+    """
     from PIL import Image
 
     if isinstance(image, (str, Path)):
@@ -152,11 +184,7 @@ def open_rgb(image: Any):
         picture = Image.open(io.BytesIO(image))
     elif isinstance(image, np.ndarray):
         array = image.squeeze(-1) if image.ndim == 3 and image.shape[-1] == 1 else image
-        if array.dtype != np.uint8:  # floats in [0, 1] or any numeric range: scale to bytes
-            low, high = float(array.min()), float(array.max())
-            array = ((array - low) / (high - low or 1.0) * 255).round().astype(np.uint8) if high > 1.0 or low < 0 \
-                else (array * 255).round().astype(np.uint8)
-        picture = Image.fromarray(array)
+        picture = Image.fromarray(_as_bytes(array, "an image array"))
     else:
         picture = image
     if picture.mode in ("RGBA", "LA", "PA") or (picture.mode == "P" and "transparency" in picture.info):

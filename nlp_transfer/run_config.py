@@ -33,6 +33,7 @@ from .config import (
     _f,
     _validate_fields,
     build,
+    check_threshold,
     resolve_training,
 )
 from .embedded import DEFAULT_MODEL
@@ -93,6 +94,10 @@ class ModelSection:
                               "set model.name_or_path to a timm model (e.g. resnet50) or a timm weights folder.")
         if self.num_layers is not None and self.num_layers < 1:
             raise ConfigError(f"model.num_layers={self.num_layers}; use a number of layers from 1 up, or leave it unset for all.")
+        if self.pool_layers is not None and self.pool_layers < 1:
+            raise ConfigError(f"model.pool_layers={self.pool_layers}; use a number of top layers from 1 up to the model's "
+                              "layer count, or leave it unset (4 with a frozen encoder, else 1).")
+        check_threshold(self.threshold, "model.threshold")
 
 
 @dataclass

@@ -17,7 +17,7 @@ from torch.nn import functional as F
 
 from .errors import ConfigError, DataError, did_you_mean
 
-__all__ = ["TaskName", "Task", "TASKS", "get_task", "infer_labels"]
+__all__ = ["TaskName", "Task", "TASKS", "get_task", "infer_labels", "check_learnable"]
 
 TaskName = Literal["single_label", "multi_label", "regression"]
 
@@ -39,6 +39,7 @@ class Task:
     def encode(self, values: Sequence[Any], label2id: dict[Any, int] | None, where: str) -> torch.Tensor:
         """Targets as a tensor; raises `DataError` for labels the model does not know."""
         if self.name == "regression":
+            _check_numbers(values, where)  # NaN would make the loss and every metric NaN
             return torch.tensor([float(v) for v in values], dtype=torch.float32)
         assert label2id is not None  # every classification model knows its labels by now
         known = list(label2id)
@@ -98,12 +99,7 @@ def get_task(name: str) -> Task:
 def infer_labels(task: Task, values: Sequence[Any], where: str) -> list[Any]:
     """The sorted label set of the data, with a clear error for values the task cannot use."""
     if task.name == "regression":
-        bad = [i for i, v in enumerate(values) if not _is_number(v) or math.isnan(float(v))]
-        if bad:
-            raise DataError(
-                f"{where}: regression needs a number in every label; rows {bad[:5]} have "
-                f"{[values[i] for i in bad[:5]]}. Drop or fill these rows."
-            )
+        _check_numbers(values, where)
         return []
     if task.name == "multi_label":
         not_lists = [i for i, v in enumerate(values) if not isinstance(v, (list, tuple))]
@@ -132,6 +128,31 @@ def infer_labels(task: Task, values: Sequence[Any], where: str) -> list[Any]:
             f"{where}: labels such as {_examples(flat)} are not whole numbers; for numeric targets use task='regression'."
         )
     return sorted(set(flat))
+
+
+def check_learnable(task: Task, found: Sequence[Any], where: str) -> None:
+    """Training data a classifier can learn from: at least two classes (single-label), at least one
+    label somewhere (multi-label). `found` is what `infer_labels` returned for the training data."""
+    if task.name == "single_label" and len(found) < 2:
+        raise DataError(
+            f"{where}: every example has the label {found[0]!r}; a classifier needs examples of at least two "
+            "classes to learn to tell them apart. Add examples of the other class(es), or, to predict a number "
+            "per example, use task='regression'."
+        )
+    if task.name == "multi_label" and not found:
+        raise DataError(
+            f"{where}: every row has an empty label list, so there is no label to learn. Give each row the "
+            "list of labels that apply (e.g. ['sports']), at least for some rows."
+        )
+
+
+def _check_numbers(values: Sequence[Any], where: str) -> None:
+    bad = [i for i, v in enumerate(values) if not _is_number(v) or math.isnan(float(v))]
+    if bad:
+        raise DataError(
+            f"{where}: regression needs a number in every label; rows {bad[:5]} have "
+            f"{[values[i] for i in bad[:5]]}. Drop or fill these rows."
+        )
 
 
 def _check_known(seen: set[Any], label2id: dict[Any, int], where: str) -> None:

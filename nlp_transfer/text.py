@@ -18,7 +18,7 @@ from typing import Any, Literal
 
 import torch
 
-from .backbones.text import NATIVE_HEADS, TextBackbone, load_text_backbone
+from .backbones.text import NATIVE_HEADS, TextBackbone, check_max_length, load_text_backbone
 from .card import model_card
 from .classifier import Classifier
 from .config import DataConfig
@@ -121,7 +121,7 @@ class TextClassifier(Classifier):
                 "random_init": (random_init or None, clf.random_init)},
                 strategy=strategy, strategy_options=strategy_options, threshold=threshold, dropout=dropout)
             if max_length is not None:
-                clf.data_config = dataclasses.replace(clf.data_config, max_length=max_length)
+                clf.data_config = dataclasses.replace(clf.data_config, max_length=check_max_length(clf.backbone, max_length))
             return clf
         task_def = get_task(task or "single_label")
         strategy_obj = make_strategy(strategy or "feature_extraction", strategy_options)  # checks options before loading anything
@@ -131,13 +131,13 @@ class TextClassifier(Classifier):
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
             tokenizer, backbone = load_text_backbone(
-                name_or_path, pooling=pooling, pool_layers=pool_layers or 1,
+                name_or_path, pooling=pooling, pool_layers=1 if pool_layers is None else pool_layers,
                 trust_remote_code=trust_remote_code, allow_pickle=allow_pickle, random_init=random_init,
                 num_layers=num_layers)
         if pool_layers is None and frozen:
             backbone.pool_layers = min(_FROZEN_POOL_LAYERS, len(backbone.blocks()))
         pooler = _detach_pooler(backbone)
-        return cls(tokenizer, backbone, base_model=_source_name(name_or_path), max_length=max_length or 128,
+        return cls(tokenizer, backbone, base_model=_source_name(name_or_path), max_length=check_max_length(backbone, max_length),
                    pretrained_pooler=None if random_init else pooler, random_init=random_init, num_layers=num_layers,
                    strategy=strategy_obj, task=task_def, labels=labels, num_labels=num_labels,
                    head_options=_default_head(backbone, head, 0.1 if dropout is None else dropout, frozen),
@@ -167,6 +167,10 @@ class TextClassifier(Classifier):
 
     def _adopt_inputs(self, train: TextColumns) -> None:
         self.uses_text_pair = train.pairs is not None
+
+    def _check_data_config(self, config: DataConfig) -> DataConfig:
+        length = check_max_length(self.backbone, config.max_length)  # past the position table: an error now
+        return config if length == config.max_length else dataclasses.replace(config, max_length=length)
 
     def _dataset(self, examples: TextColumns, targets: torch.Tensor | None,
                  config: DataConfig | None = None) -> TokenizedDataset:

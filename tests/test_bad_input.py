@@ -514,3 +514,142 @@ def test_fp16_on_a_cpu_is_refused_before_training(bert):
     clf = TextClassifier.from_pretrained(bert, labels=["neg", "pos"])
     with pytest.raises(ConfigError, match="fp16.*needs a GPU.*bf16"):
         clf.fit(sentiment_rows(8), mixed_precision="fp16")
+
+
+# --------------------------------------------------------------------------- labels a model cannot learn from
+def test_single_class_training_set_is_refused(bert, no_training):
+    rows = [{"text": r["text"], "label": "pos"} for r in sentiment_rows(12)]
+    for labels in (None, ["neg", "pos"]):  # also when the model already knows both labels
+        clf = TextClassifier.from_pretrained(bert, labels=labels)
+        with pytest.raises(DataError) as error:
+            clf.fit(rows, epochs=1)
+        message = str(error.value)
+        assert "'pos'" in message and "at least two" in message and "task='regression'" in message
+
+
+def test_multi_label_rows_that_are_all_empty_are_refused(bert, no_training):
+    clf = TextClassifier.from_pretrained(bert, task="multi_label")
+    with pytest.raises(DataError) as error:
+        clf.fit([{"text": r["text"], "label": []} for r in multi_label_rows(12)], epochs=1)
+    assert "empty label list" in str(error.value)
+
+
+@pytest.mark.parametrize("bad", [float("nan"), None, "3.5"])
+def test_regression_evaluate_with_missing_targets_names_the_rows(bert, no_training, bad):
+    clf = TextClassifier.from_pretrained(bert, task="regression")
+    rows = regression_rows(8)
+    rows[3]["label"] = bad
+    with pytest.raises(DataError) as error:
+        clf.evaluate(rows)
+    message = str(error.value)
+    assert "rows [3]" in message and "number" in message and "Drop or fill" in message
+
+
+# --------------------------------------------------------------------------- max_length and the position table
+def test_max_length_beyond_the_position_table_fails_at_load(model_dirs):
+    # tiny BERT: 64 positions; tiny RoBERTa: 80, of which pad_token_id + 1 = 2 are offset, so 78 tokens
+    for name, limit, table in (("bert", 64, 64), ("roberta", 78, 80)):
+        with pytest.raises(ConfigError) as error:
+            TextClassifier.from_pretrained(model_dirs[name], max_length=limit + 1)
+        message = str(error.value)
+        assert f"max_length={limit + 1}" in message and f"{limit} tokens" in message
+        assert f"max_position_embeddings={table}" in message and f"at most {limit}" in message
+        assert TextClassifier.from_pretrained(model_dirs[name], max_length=limit).max_length == limit
+        assert TextClassifier.from_pretrained(model_dirs[name]).max_length == limit  # the default 128 is lowered
+
+
+@pytest.mark.parametrize("name", ["bert", "roberta", "distilbert"])
+def test_max_positions_is_what_the_encoder_really_takes(model_dirs, name):
+    import torch
+
+    clf = TextClassifier.from_pretrained(model_dirs[name])
+    limit = clf.backbone.max_positions()
+    encoder = clf.backbone.base_encoder.eval()
+    ids = torch.full((1, limit), 5, dtype=torch.long)
+    with torch.no_grad():
+        encoder(input_ids=ids, attention_mask=torch.ones_like(ids))  # the limit works
+        with pytest.raises((IndexError, RuntimeError)):  # one token more does not
+            longer = torch.full((1, limit + 1), 5, dtype=torch.long)
+            encoder(input_ids=longer, attention_mask=torch.ones_like(longer))
+
+
+def test_max_length_beyond_the_position_table_in_fit_and_evaluate(bert, no_training):
+    clf = TextClassifier.from_pretrained(bert, labels=["neg", "pos"])
+    with pytest.raises(ConfigError, match=r"max_length=100.*64 tokens"):
+        clf.fit(sentiment_rows(12), epochs=1, max_length=100)
+    with pytest.raises(ConfigError, match=r"max_length=100.*64 tokens"):
+        clf.evaluate(sentiment_rows(8), max_length=100)
+    with pytest.raises(ConfigError, match=r"max_length=100.*64 tokens"):
+        clf.features(["good film"], max_length=100)
+    assert clf.max_length == 64  # a refused fit changes nothing
+
+
+# --------------------------------------------------------------------------- columns named but absent
+def test_text_pair_column_that_is_not_in_the_data(bert, no_training):
+    clf = TextClassifier.from_pretrained(bert)
+    rows = _rename(pair_rows(12), "text_pair", "hypothesis")
+    with pytest.raises(DataError) as error:
+        clf.fit(rows, epochs=1, text_pair_column="second")
+    message = str(error.value)
+    assert "'second'" in message and "'hypothesis'" in message and "text_pair_column" in message
+
+
+# --------------------------------------------------------------------------- threshold and pool_layers
+@pytest.mark.parametrize("threshold", [0, 1, 1.5, -0.2])
+def test_threshold_outside_zero_one(bert, threshold):
+    from nlp_transfer.run_config import ModelSection
+
+    with pytest.raises(ConfigError) as error:
+        TextClassifier.from_pretrained(bert, task="multi_label", threshold=threshold)
+    assert f"threshold={threshold!r}" in str(error.value) and "0.5" in str(error.value)
+    with pytest.raises(ConfigError) as error:
+        ModelSection(threshold=threshold)
+    assert "model.threshold" in str(error.value)
+
+
+@pytest.mark.parametrize("pool_layers", [0, -1, 3])
+def test_pool_layers_outside_the_layer_count(bert, pool_layers):
+    with pytest.raises(StrategyError) as error:
+        TextClassifier.from_pretrained(bert, pool_layers=pool_layers)
+    message = str(error.value)
+    assert f"pool_layers={pool_layers}" in message and "from 1 to 2" in message and "leave it unset" in message
+
+
+def test_pool_layers_zero_in_a_run_config():
+    from nlp_transfer.run_config import ModelSection
+
+    with pytest.raises(ConfigError, match=r"model.pool_layers=0.*from 1"):
+        ModelSection(pool_layers=0)
+
+
+# --------------------------------------------------------------------------- sentence pairs in nlp_transfer.predict
+def test_predict_api_takes_text_pair_tuples(bert):
+    import nlp_transfer
+
+    clf = TextClassifier.from_pretrained(bert)
+    clf.fit(pair_rows(16), epochs=1, validation_split=0.0)
+    rows = nlp_transfer.predict(clf, [("good film", "bad film"), {"text": "a plot", "text_pair": "the story"}])
+    assert [(r["text"], r["text_pair"]) for r in rows] == [("good film", "bad film"), ("a plot", "the story")]
+    assert rows[0]["prediction"] == clf.predict([("good film", "bad film")])[0]
+    assert set(rows[0]["probabilities"]) == {"different", "same"}
+
+
+def test_predict_api_refuses_pairs_for_a_single_text_model(bert):
+    import nlp_transfer
+
+    clf = TextClassifier.from_pretrained(bert)
+    clf.fit(sentiment_rows(16), epochs=1, validation_split=0.0)
+    with pytest.raises(DataError, match="single texts"):
+        nlp_transfer.predict(clf, [("good film", "bad film")])
+
+
+# --------------------------------------------------------------------------- settings that were silently ignored
+def test_constant_scheduler_warms_up(bert):
+    clf = TextClassifier.from_pretrained(bert, strategy="full")
+    history = clf.fit(sentiment_rows(32), epochs=2, batch_size=4, learning_rate=1e-3, scheduler="constant",
+                      warmup_ratio=0.25, logging_steps=1, validation_split=0.0)
+    rates = [step["learning_rate"] for step in history.steps]
+    warmup = 4  # ceil(16 optimizer steps * 0.25)
+    assert len(rates) == 16
+    assert rates[:warmup] == pytest.approx([2.5e-4, 5e-4, 7.5e-4, 1e-3]), rates  # rises (logged after each step) ...
+    assert rates[warmup:] == pytest.approx([1e-3] * (16 - warmup))  # ... then stays constant

@@ -192,6 +192,46 @@ def test_split_validation_of_too_few_rows():
     assert "eval_data" in str(error.value)
 
 
+def _imbalanced(counts: dict[str, int], seed: int = 0) -> TextColumns:
+    labels = [label for label, n in counts.items() for _ in range(n)]
+    random.Random(seed).shuffle(labels)
+    return TextColumns([f"text {i}" for i in range(len(labels))], None, labels)
+
+
+def test_stratified_split_keeps_the_class_proportions():
+    from collections import Counter
+
+    counts = {"common": 83, "middle": 27, "rare": 6}
+    columns = _imbalanced(counts)
+    train, held = split_validation(columns, 0.2, seed=3, stratify=True)
+    assert len(held) == round(0.2 * len(columns))  # the same size as the unstratified hold-out
+    in_train, in_held = Counter(train.labels), Counter(held.labels)
+    for label, n in counts.items():
+        assert abs(in_held[label] - 0.2 * n) < 1, (label, in_held)  # within one example of its share
+        assert in_train[label] + in_held[label] == n and in_train[label] >= 1
+    assert sorted(train.texts + held.texts) == sorted(columns.texts)
+    assert split_validation(columns, 0.2, seed=3, stratify=True) == (train, held)  # seeded
+    assert split_validation(columns, 0.2, seed=4, stratify=True)[1] != held
+
+
+def test_stratified_split_names_classes_left_out_of_validation(caplog):
+    columns = _imbalanced({"a": 20, "b": 20, "lonely": 1})
+    with caplog.at_level("WARNING", logger="nlp_transfer.data"):
+        train, held = split_validation(columns, 0.1, seed=0, stratify=True)
+    assert "lonely" in train.labels and "lonely" not in held.labels  # its one example stays in training
+    assert [r.getMessage() for r in caplog.records if "lonely" in r.getMessage()], caplog.text
+    with pytest.raises(DataError, match="single example"):
+        split_validation(_imbalanced({"x": 1, "y": 1, "z": 1}), 0.4, seed=0, stratify=True)
+
+
+def test_fit_holds_out_a_stratified_validation_set(model_dirs):
+    rows = [{"text": r["text"], "label": "pos" if i < 30 else "neg"} for i, r in enumerate(sentiment_rows(40))]
+    clf = TextClassifier.from_pretrained(model_dirs["bert"])
+    history = clf.fit(rows, epochs=1, validation_split=0.25)
+    matrix = history.epochs[-1]["eval_confusion_matrix"]  # rows: true classes neg, pos
+    assert [sum(row) for row in matrix] == [round(0.25 * 10), round(0.25 * 30)]
+
+
 # --------------------------------------------------------------------------- samplers
 def _lengths(n: int = 1000, seed: int = 0) -> list[int]:
     rng = random.Random(seed)
@@ -297,3 +337,33 @@ def test_predict_accepts_a_single_string(model_dirs):
 def test_predict_a_single_string_with_a_full_stop_inside(model_dirs):
     clf = TextClassifier.from_pretrained(model_dirs["bert"], labels=["neg", "pos"])
     assert len(clf.predict("A fine film. Loved it")) == 1
+
+
+# --------------------------------------------------------------------------- image arrays
+def _pixels(array) -> np.ndarray:
+    from nlp_transfer.images import open_rgb
+
+    return np.asarray(open_rgb(array))
+
+
+def test_image_arrays_are_scaled_by_dtype_not_stretched():
+    dark = np.full((8, 8, 3), 1000, dtype=np.uint16)  # 16-bit: 1000 / 65535 of full brightness
+    dark[0, 0] = 2000
+    assert _pixels(dark).max() == round(2000 / 257)  # stays dark (a per-image stretch made it 255)
+    ints = np.arange(64).reshape(8, 8) + 10  # int64 from numpy arithmetic, values 10-73
+    assert _pixels(ints)[..., 0].tolist() == ints.tolist()
+    low, full = np.linspace(0.1, 0.2, 64).reshape(8, 8), np.linspace(0.0, 1.0, 64).reshape(8, 8)
+    assert _pixels(low).max() == round(0.2 * 255) and _pixels(full).max() == 255  # not the same picture
+    assert _pixels(np.eye(8, dtype=bool))[..., 0].tolist() == (np.eye(8) * 255).astype(int).tolist()
+
+
+@pytest.mark.parametrize("array, fix", [
+    (np.full((8, 8, 3), 200.0), "Divide by 255"),
+    (np.full((8, 8), 300, dtype=np.int32), "Convert to uint8"),
+])
+def test_image_arrays_out_of_range_fail_when_read(array, fix):
+    from nlp_transfer.images import ImageColumns
+
+    with pytest.raises(DataError) as error:
+        ImageColumns.from_source(([array, array], ["a", "b"]), DataConfig(), where="train", need_labels=True)
+    assert "row 0" in str(error.value) and fix in str(error.value)

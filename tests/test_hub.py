@@ -255,3 +255,114 @@ def test_image_classifier_pushes_a_timm_checkpoint_and_loads_back(resnet_dir, hu
         assert again.labels == clf.labels and again.strategy.name == "partial"
         np.testing.assert_allclose(again.predict_proba(images[:6]), clf.predict_proba(images[:6]), atol=1e-6)
     assert TOKEN not in _everything_written(uploaded)
+
+
+# --------------------------------------------------------------------------- finding a pushed model: only the network replaced
+def _http(status: int, repo_id: str = "me/model"):
+    """A response of the HTTP client huggingface_hub uses, for building its errors as the client does."""
+    import importlib
+
+    import huggingface_hub.errors
+
+    http = importlib.import_module(huggingface_hub.errors.HTTPError.__module__.split(".")[0])
+    url = f"https://huggingface.co/{repo_id}/resolve/main/nlp_transfer.json"
+    return http.Response(status, request=http.Request("HEAD", url))
+
+
+def _failing_download(monkeypatch, make_error):
+    """Online (the test session is offline by default), with every download failing as `make_error` says."""
+    import huggingface_hub
+
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", False)
+
+    def hf_hub_download(repo_id, filename, **kwargs):
+        raise make_error()
+
+    monkeypatch.setattr(huggingface_hub, "hf_hub_download", hf_hub_download)
+    monkeypatch.setattr(huggingface_hub, "snapshot_download",
+                        lambda *a, **k: pytest.fail("a repo that could not be checked was downloaded"))
+
+
+def _unreachable(cause):
+    """What the real client raises when the HEAD call failed and nothing is cached: the cause chained."""
+    from huggingface_hub.errors import LocalEntryNotFoundError
+
+    error = LocalEntryNotFoundError("An error happened while trying to locate the file on the Hub ...")
+    error.__cause__ = cause
+    return error
+
+
+@pytest.fixture
+def empty_cache(tmp_path, monkeypatch) -> Path:
+    import huggingface_hub.constants
+
+    folder = tmp_path / "hf-cache"
+    folder.mkdir()
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(folder))
+    return folder
+
+
+def _cache_plain_model(cache: Path, repo_id: str) -> None:
+    """The cache layout `hf_hub_download` writes for a plain model: refs/main -> a snapshot with config.json."""
+    commit = "a" * 40
+    repo = cache / f"models--{repo_id.replace('/', '--')}"
+    (repo / "refs").mkdir(parents=True)
+    (repo / "refs" / "main").write_text(commit)
+    (repo / "snapshots" / commit).mkdir(parents=True)
+    (repo / "snapshots" / commit / "config.json").write_text("{}")
+
+
+def test_a_repo_without_our_metadata_is_a_plain_model(monkeypatch, empty_cache):
+    from huggingface_hub.errors import RemoteEntryNotFoundError
+
+    from nlp_transfer.hub import download_if_ours
+
+    _failing_download(monkeypatch, lambda: RemoteEntryNotFoundError("404 nlp_transfer.json", response=_http(404)))
+    assert download_if_ours("me/plain") is None
+
+
+@pytest.mark.parametrize("make_error, expected", [
+    (lambda: __import__("huggingface_hub").errors.RepositoryNotFoundError(f"404 me/model token={TOKEN}", response=_http(404)),
+     "has no repository 'me/model'"),
+    (lambda: __import__("huggingface_hub").errors.GatedRepoError(f"403 gated token={TOKEN}", response=_http(403)),
+     "gated repository"),
+    (lambda: _unreachable(__import__("huggingface_hub").errors.HfHubHTTPError(f"403 token={TOKEN}", response=_http(403))),
+     "refused the token for 'me/model' (HTTP 403)"),
+    (lambda: __import__("huggingface_hub").errors.HfHubHTTPError(f"401 token={TOKEN}", response=_http(401)),
+     "refused the token for 'me/model' (HTTP 401)"),
+    (lambda: _unreachable(ConnectionError(f"connection refused token={TOKEN}")), "Could not reach the Hub"),
+], ids=["missing", "gated", "forbidden", "unauthorized", "connection"])
+def test_hub_failures_are_hub_errors_naming_the_cause(monkeypatch, empty_cache, make_error, expected):
+    from nlp_transfer.hub import download_if_ours
+
+    monkeypatch.setenv("HF_TOKEN", TOKEN)
+    _failing_download(monkeypatch, make_error)
+    with pytest.raises(HubError) as error:
+        download_if_ours("me/model")
+    message = str(error.value)
+    assert expected in message and "Cause:" in message and TOKEN not in message and "***" in message
+    with pytest.raises(HubError):  # what the user calls: before any model loading
+        TextClassifier.from_pretrained("me/model")
+
+
+def test_unreachable_hub_with_a_cached_plain_model_loads_from_the_cache(monkeypatch, empty_cache):
+    from nlp_transfer.hub import download_if_ours
+
+    _cache_plain_model(empty_cache, "me/cached")
+    _failing_download(monkeypatch, lambda: _unreachable(ConnectionError("connection refused")))
+    assert download_if_ours("me/cached") is None
+
+
+def test_offline_uses_the_cache_and_says_when_a_repo_is_not_there(monkeypatch, empty_cache):
+    # The real client in offline mode: no fake download here.
+    import huggingface_hub.constants
+
+    from nlp_transfer.hub import download_if_ours
+
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
+    _cache_plain_model(empty_cache, "me/cached")
+    assert download_if_ours("me/cached") is None  # a plain model in the cache: the plain loader takes it
+    with pytest.raises(HubError) as error:
+        download_if_ours("me/never-downloaded")
+    message = str(error.value)
+    assert "HF_HUB_OFFLINE=1" in message and "'me/never-downloaded' is not in the local Hub cache" in message

@@ -17,9 +17,11 @@ from typing import Literal
 import torch
 from torch import nn
 
+from ..config import DataConfig
 from ..errors import ConfigError, ModelLoadError, StrategyError, did_you_mean
 
-__all__ = ["TextBackbone", "NativeHead", "NATIVE_HEADS", "LORA_TARGETS", "load_text_backbone", "default_pooling"]
+__all__ = ["TextBackbone", "NativeHead", "NATIVE_HEADS", "LORA_TARGETS", "load_text_backbone", "default_pooling",
+           "check_max_length"]
 
 logger = logging.getLogger(__name__)
 
@@ -75,8 +77,9 @@ class TextBackbone(nn.Module):
         self.feature_size = int(self.hf_config.hidden_size)
         self._accepted = set(inspect.signature(self.base_encoder.forward).parameters)
         depth = len(self.blocks())
-        if not 1 <= pool_layers <= depth:
-            raise StrategyError(f"pool_layers={pool_layers}, but this model has {depth} layers; use 1 to {depth}.")
+        if isinstance(pool_layers, bool) or not isinstance(pool_layers, int) or not 1 <= pool_layers <= depth:
+            raise StrategyError(f"pool_layers={pool_layers!r}, but this model has {depth} layers: set pool_layers to a "
+                                f"whole number from 1 to {depth} (how many top layers to average), or leave it unset.")
 
     @property
     def base_encoder(self) -> nn.Module:
@@ -102,6 +105,19 @@ class TextBackbone(nn.Module):
             return hidden[:, 0]
         mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
         return (hidden * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1.0)
+
+    def max_positions(self) -> int | None:
+        """The most tokens the position table serves; None when there is no absolute position table.
+
+        RoBERTa-style embeddings (they have a `padding_idx`) number positions from padding_idx + 1,
+        so they serve max_position_embeddings - padding_idx - 1 tokens (514 -> 512).
+        """
+        config = self.hf_config
+        table = getattr(config, "max_position_embeddings", None)
+        if table is None or getattr(config, "position_biased_input", True) is False:  # DeBERTa: relative only
+            return None
+        offset = getattr(getattr(self.base_encoder, "embeddings", None), "padding_idx", None)
+        return int(table) - (int(offset) + 1 if isinstance(offset, int) else 0)
 
     def stem(self) -> nn.Module:
         base = self.base_encoder
@@ -132,6 +148,32 @@ class TextBackbone(nn.Module):
     def linear_layer_names(self) -> list[str]:
         names = {name.rsplit(".", 1)[-1] for name, m in self.base_encoder.named_modules() if isinstance(m, nn.Linear)}
         return sorted(names)
+
+
+_DEFAULT_MAX_LENGTH = DataConfig.__dataclass_fields__["max_length"].default
+
+
+def check_max_length(backbone: TextBackbone, max_length: int | None) -> int:
+    """`max_length` that the model can take: longer than its position table fails at the first long
+    text, mid-epoch, so it is a `ConfigError` now. Unset, or the default (128), becomes the model's
+    limit when that is smaller.
+
+    >>> check_max_length(bert_backbone, 1024)   # doctest: +SKIP
+    ConfigError: max_length=1024, but this bert model has positions for 512 tokens ...
+    """
+    limit = backbone.max_positions()
+    wanted = _DEFAULT_MAX_LENGTH if max_length is None else max_length
+    if limit is None or wanted <= limit:
+        return wanted
+    if wanted == _DEFAULT_MAX_LENGTH:
+        logger.info("max_length: this model has positions for %d tokens, fewer than the default %d; using %d.",
+                    limit, wanted, limit)
+        return limit
+    table = backbone.hf_config.max_position_embeddings
+    offset = f", of which {table - limit} are reserved for the padding offset" if table != limit else ""
+    detail = f"max_position_embeddings={table}{offset}"
+    raise ConfigError(f"max_length={wanted}, but this {backbone.model_type} model has positions for {limit} tokens "
+                      f"({detail}). Set max_length to at most {limit} (longer texts are truncated).")
 
 
 def default_pooling(name_or_path: str) -> Pooling | None:
