@@ -16,6 +16,11 @@ import pytest
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_EVALUATE_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+# Before anything imports torch (OpenMP reads it once): idle threads sleep rather than spin, so a
+# busy CI machine slows the suite down in proportion instead of ten-fold (see README, "Busy machines").
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+# Subprocess tests wait this long before calling a run hung: a safety net, not a speed test.
+SAFETY_NET_SECONDS = int(os.environ.get("NLP_TRANSFER_TEST_TIMEOUT", "3000"))
 
 POSITIVE = ["good", "great", "fine", "love", "superb", "nice"]
 NEGATIVE = ["bad", "awful", "poor", "hate", "boring", "dull"]

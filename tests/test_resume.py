@@ -11,13 +11,15 @@ import time
 from pathlib import Path
 
 import pytest
+from conftest import SAFETY_NET_SECONDS
 
 WORKER = Path(__file__).with_name("resume_worker.py")
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
 
 
 def _run(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, str(WORKER), *args], capture_output=True, text=True, env=ENV, timeout=300)
+    return subprocess.run([sys.executable, str(WORKER), *args], capture_output=True, text=True, env=ENV,
+                          timeout=SAFETY_NET_SECONDS)
 
 
 def _same_result(first: Path, second: Path) -> None:
