@@ -95,12 +95,14 @@ def train(config: RunConfig | str | Path, overrides: Sequence[str] = (), *, resu
 def fit_run(config: RunConfig, splits: Splits, *, resume: bool = False, checkpoint_dir: str | None = None) -> RunResult:
     """Build the classifier the config describes, fit it, and score the configured splits (no files)."""
     config = resolve(config)
-    clf = build_classifier(config)
-    started = time.perf_counter()
+    # the run's own memory: its model and fit, above what the process held before (in `compare`, the
+    # earlier strategies' models and leftovers), so runs in one process do not inherit each other's
     with PeakMemory() as peak:
+        clf = build_classifier(config)
+        started = time.perf_counter()
         settings = _fit_settings(config) | ({"checkpoint_dir": checkpoint_dir} if checkpoint_dir else {})
         history = clf.fit(splits.train, splits.validation, resume=resume, **settings)
-    fit_seconds = time.perf_counter() - started
+        fit_seconds = time.perf_counter() - started
     final = {split: clf.evaluate(getattr(splits, split)) for split in config.eval.splits
              if getattr(splits, split) is not None}
     for split, scores in final.items():
@@ -108,8 +110,8 @@ def fit_run(config: RunConfig, splits: Splits, *, resume: bool = False, checkpoi
     warnings = _baseline_warnings(final or ({"held-out": clf.metrics} if clf.metrics else {}))
     for warning in warnings:
         logger.warning("%s", warning)
-    return RunResult(config, final, history, fit_seconds, clf.parameter_summary(), clf, peak.megabytes, peak.kind,
-                     warnings=warnings)
+    return RunResult(config, final, history, fit_seconds, clf.parameter_summary(), clf, peak.increase_megabytes,
+                     f"{peak.kind} increase", warnings=warnings)
 
 
 def _baseline_warnings(metrics: dict[str, dict[str, Any]]) -> list[str]:
@@ -273,8 +275,25 @@ def _inputs_of(clf, source: Any, where: str) -> list[Any]:
     if isinstance(source, str):
         return _read_rows(resolve_data(source, where), where)
     if isinstance(source, (list, tuple)):
-        return [{clf.data_config.text_column: text} if isinstance(text, str) else dict(text) for text in source]
+        return [_text_row(clf, item, where) for item in source]
     return _read_rows(source, where)
+
+
+def _text_row(clf, item: Any, where: str) -> dict[str, Any]:
+    """A text, a (text, text_pair) pair or a row dict, as a row with the model's column names."""
+    from .errors import DataError
+
+    columns = clf.data_config
+    if isinstance(item, str):
+        return {columns.text_column: item}
+    if isinstance(item, dict):
+        return dict(item)
+    if isinstance(item, (tuple, list)) and len(item) == 2 and all(isinstance(t, str) for t in item):
+        if not getattr(clf, "uses_text_pair", False):
+            raise DataError(f"{where}: got the pair {tuple(item)!r}, but this model was trained on single texts; "
+                            "give one text per example.")
+        return {columns.text_column: item[0], columns.text_pair_column or "text_pair": item[1]}
+    raise DataError(f"{where}: cannot use {item!r} as an input; give a text, a (text, text_pair) tuple or a row dict.")
 
 
 def _read_rows(source: Any, where: str) -> list[dict[str, Any]]:

