@@ -297,7 +297,7 @@ def test_unfreeze_last_too_large_found_at_load_even_without_labels(bert, no_trai
 
 
 def test_lora_target_modules_not_found_lists_the_linear_layers(tiny_model):
-    pytest.importorskip("peft")
+    import peft  # noqa: F401  (installed by the README's command: a missing one must fail, not skip)
     with pytest.raises(StrategyError) as error:
         TextClassifier.from_pretrained(tiny_model, labels=["neg", "pos"], strategy="lora", target_modules=["qkv"])
     message = str(error.value)

@@ -26,7 +26,7 @@ def offline(monkeypatch: pytest.MonkeyPatch) -> None:
     """Make every test run as if there were no network: Hub lookups must not be attempted."""
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setenv("HF_EVALUATE_OFFLINE", "1")
-    evaluate = pytest.importorskip("evaluate")
+    import evaluate  # a hard dependency: missing must fail, not skip
     # evaluate reads HF_EVALUATE_OFFLINE once, at import time.
     monkeypatch.setattr(evaluate.config, "HF_EVALUATE_OFFLINE", True)
 
