@@ -202,7 +202,9 @@ def resnet_dir(tmp_path_factory) -> Path:
 
     torch.manual_seed(0)
     folder = tmp_path_factory.mktemp("models") / "resnet"
-    model = timm.create_model("resnet18", pretrained=False, num_classes=0, **TINY_RESNET)
+    # zero_init_last=False: a pretrained ResNet has non-zero last-BatchNorm scales; timm's zero init would make
+    # every residual branch dead behind a frozen BatchNorm, so LoRA on conv1/conv2 would get no gradient at all.
+    model = timm.create_model("resnet18", pretrained=False, num_classes=0, zero_init_last=False, **TINY_RESNET)
     save_for_hf(model, str(folder), safe_serialization=True)
     return folder
 

@@ -281,7 +281,7 @@ def test_accelerate_launch_two_processes_matches_one_process_metrics(model_dirs,
     command = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
                "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
                str(ROOT / "scripts" / "train.py"), str(TINY), *_overrides(model_dirs["bert"], data, out)]
-    done = subprocess.run(command, capture_output=True, text=True, env=env, timeout=600, cwd=ROOT)
+    done = subprocess.run(command, capture_output=True, text=True, env=env, timeout=SAFETY_NET_SECONDS, cwd=ROOT)
     assert done.returncode == 0, done.stderr[-3000:]
     assert json.loads((out / "environment.json").read_text())["processes"] == 2
     two = json.loads((out / "metrics.json").read_text())["final"]

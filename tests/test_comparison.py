@@ -7,12 +7,17 @@ import json
 
 import numpy as np
 import pytest
+import torch
 
 from nlp_transfer import comparison
 from nlp_transfer.memory import PeakMemory, current_rss_bytes
 from nlp_transfer.run_config import load_config
 from nlp_transfer.text import TextClassifier
 from test_cli import TINY, _overrides, _write_data
+
+# the memory tests allocate host memory: on a GPU, PeakMemory measures the GPU's instead
+needs_rss = pytest.mark.skipif(current_rss_bytes() is None or torch.cuda.is_available(),
+                               reason="RSS is measured only on a CPU with /proc")
 
 # validation and test disagree on purpose: validation prefers feature_extraction, test prefers lora
 RIGGED = {"feature_extraction": (0.90, 0.60), "lora": (0.70, 0.95)}
@@ -74,7 +79,7 @@ def test_with_no_validation_at_all_the_table_says_the_choice_saw_the_test(model_
     assert "optimistic" in result.table() and "data.validation_split > 0" in result.chosen_on
 
 
-@pytest.mark.skipif(current_rss_bytes() is None, reason="no /proc on this system")
+@needs_rss
 def test_a_later_strategy_does_not_inherit_an_earlier_ones_memory(model_dirs, tmp_path, monkeypatch):
     kept = []  # outlives the first fit, as a previous best model does inside compare
     real_fit = TextClassifier.fit
@@ -96,9 +101,8 @@ def test_a_later_strategy_does_not_inherit_an_earlier_ones_memory(model_dirs, tm
     assert "increase" in result.memory_kind and "not counted" in result.table()
 
 
+@needs_rss
 def test_peak_memory_increase_is_measured_from_the_blocks_start():
-    if current_rss_bytes() is None:
-        pytest.skip("no /proc on this system")
     held = np.ones(200 * 2**20 // 8)  # 200 MiB alive before the block
     held += 1
     with PeakMemory() as peak:

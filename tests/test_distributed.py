@@ -14,6 +14,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from conftest import SAFETY_NET_SECONDS
 
 from nlp_transfer import TextClassifier
 
@@ -22,7 +23,7 @@ WORKER = Path(__file__).with_name("ddp_worker.py")
 
 def _torchrun(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess:
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", *args]
-    return subprocess.run(command, capture_output=True, text=True, timeout=600, env=env)
+    return subprocess.run(command, capture_output=True, text=True, timeout=SAFETY_NET_SECONDS, env=env)
 
 
 @pytest.mark.slow

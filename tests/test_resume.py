@@ -50,8 +50,9 @@ def _kill_mid_epoch_and_resume(model: Path, strategy: str, tmp_path: Path) -> Pa
     checkpoints = tmp_path / "ckpt"
     process = subprocess.Popen([sys.executable, str(WORKER), str(model), str(checkpoints), str(tmp_path / "killed"),
                                 "slow", strategy], env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    deadline = time.time() + 600  # a safety net for a busy machine, not a speed test
-    while time.time() < deadline and not any(int(p.name[5:13]) >= 11 for p in _complete(checkpoints)):
+    deadline = time.time() + SAFETY_NET_SECONDS  # a safety net for a busy machine, not a speed test
+    while process.poll() is None and time.time() < deadline and not any(int(p.name[5:13]) >= 11
+                                                                        for p in _complete(checkpoints)):
         time.sleep(0.05)
     process.send_signal(signal.SIGKILL)  # mid-epoch 2: steps 11-12 of 24
     process.wait(timeout=60)
@@ -160,7 +161,8 @@ def test_cli_run_killed_twice_and_resumed_matches_the_uninterrupted_run(model_di
                 f"data.validation={data / 'validation.jsonl'}", f"data.test={data / 'test.jsonl'}",
                 f"output.dir={out}", "train.epochs=30", "train.save_steps=5", *extra]
 
-    reference = subprocess.run(command(tmp_path / "whole"), capture_output=True, text=True, env=ENV, timeout=600)
+    reference = subprocess.run(command(tmp_path / "whole"), capture_output=True, text=True, env=ENV,
+                               timeout=SAFETY_NET_SECONDS)
     assert reference.returncode == 0, reference.stderr[-3000:]
     out, rng = tmp_path / "killed", random.Random(0)
     checkpoints = Path(f"{out}.checkpoints")
@@ -168,14 +170,15 @@ def test_cli_run_killed_twice_and_resumed_matches_the_uninterrupted_run(model_di
         process = subprocess.Popen(command(out, *(["--resume"] if attempt else [])), env=ENV,
                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         first = _complete(checkpoints)[-1].name if _complete(checkpoints) else ""
-        deadline = time.time() + 120  # wait for a newer checkpoint, then a random moment more
-        while time.time() < deadline and (not _complete(checkpoints) or _complete(checkpoints)[-1].name == first):
+        deadline = time.time() + SAFETY_NET_SECONDS  # wait for a newer checkpoint, then a random moment more
+        newer = lambda: _complete(checkpoints) and _complete(checkpoints)[-1].name != first  # noqa: E731
+        while process.poll() is None and time.time() < deadline and not newer():
             time.sleep(0.02)
         time.sleep(rng.uniform(0.0, 1.0))
         process.send_signal(signal.SIGKILL)
         process.wait(timeout=30)
         assert process.returncode == -signal.SIGKILL, "the run finished before it could be killed"
-    done = subprocess.run(command(out, "--resume"), capture_output=True, text=True, env=ENV, timeout=600)
+    done = subprocess.run(command(out, "--resume"), capture_output=True, text=True, env=ENV, timeout=SAFETY_NET_SECONDS)
     assert done.returncode == 0, done.stderr[-3000:]
     whole = json.loads((tmp_path / "whole" / "metrics.json").read_text())
     resumed = json.loads((out / "metrics.json").read_text())
@@ -191,7 +194,7 @@ def test_two_processes_resume_to_the_same_metrics(model_dirs, tmp_path):
 
     def torchrun(*args: str) -> subprocess.CompletedProcess:
         command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", str(worker), *args]
-        return subprocess.run(command, capture_output=True, text=True, env=ENV, timeout=600)
+        return subprocess.run(command, capture_output=True, text=True, env=ENV, timeout=SAFETY_NET_SECONDS)
 
     model = str(model_dirs["bert"])
     for args in ((model, str(tmp_path / "a"), "fresh", str(tmp_path / "whole.json")),

@@ -15,10 +15,10 @@ import torch
 from conftest import IMAGE_SIZE, image_folder, square_images
 from torch import nn
 
-from nlp_transfer import ImageClassifier
+from nlp_transfer import ImageClassifier, strategies
 from nlp_transfer.errors import DataError, ModelLoadError, StrategyError
 
-STRATEGIES = ["feature_extraction", "partial", "full", "lora"]
+STRATEGIES = list(strategies.STRATEGIES)  # every registered strategy, so a new one joins the matrix
 OPTIONS = {"partial": {"unfreeze_last": 1}, "lora": {"r": 4}}
 FAST = dict(epochs=2, batch_size=16, learning_rate=3e-3, head_learning_rate=3e-3, validation_split=0.0,
             feature_cache_dir="memory")
@@ -29,10 +29,14 @@ def make(resnet_dir, strategy, **kwargs):
                                            **{**OPTIONS.get(strategy, {}), **kwargs})
 
 
+def timm_name(name: str) -> str:
+    """'backbone.encoder.base_model.model.layer4.0.conv1.base_layer.weight' (LoRA-wrapped) -> 'layer4.0.conv1.weight'."""
+    return name.removeprefix("backbone.encoder.").replace("base_model.model.", "").replace(".base_layer", "")
+
+
 def backbone_state(clf) -> dict[str, torch.Tensor]:
     """Every backbone tensor, BatchNorm running statistics included, by its timm name."""
-    return {n.replace("base_model.model.", "").replace(".base_layer", ""): t.detach().clone()
-            for n, t in clf.backbone.encoder.state_dict().items() if "lora_" not in n}
+    return {timm_name(n): t.detach().clone() for n, t in clf.backbone.encoder.state_dict().items() if "lora_" not in n}
 
 
 # --------------------------------------------------------------------------- parameter counts
@@ -52,6 +56,7 @@ def test_trainable_parameter_counts(resnet_dir, strategy):
         "partial": head + sum(v for n, v in own.items() if n.startswith("layer4.")),
         "full": head + sum(own.values()),
         "lora": head + lora,
+        "gradual": head,  # before training: the head alone (test_gradual_unfreezes_resnet_stages_top_down: the epochs)
     }[strategy]
     assert lora > 0
     assert clf.parameter_summary()["trainable"] == expected
@@ -70,17 +75,23 @@ def test_partial_unfreezes_stages_from_the_top(resnet_dir):
 @pytest.mark.parametrize("strategy", STRATEGIES)
 def test_frozen_weights_and_batchnorm_statistics_unchanged(resnet_dir, strategy):
     images, labels = square_images(48)
-    clf = make(resnet_dir, strategy)
+    clf = make(resnet_dir, strategy, labels=["bright", "dark"])  # labels given: the strategy applies now, before fit
+    start = {n: p.detach().clone() for n, p in clf.model.named_parameters()}
     clf.fit((images, labels), **FAST)
     before = backbone_state(make(resnet_dir, strategy))
     after = backbone_state(clf)
     frozen = {"feature_extraction": lambda n: True, "lora": lambda n: True, "full": lambda n: False,
-              "partial": lambda n: not n.startswith("layer4.")}[strategy]
+              "partial": lambda n: not n.startswith("layer4."),
+              "gradual": lambda n: not n.startswith("layer4.")}[strategy]  # FAST: epoch 1 the head, epoch 2 + layer4
     for name, tensor in before.items():
         if frozen(name):
             assert torch.equal(tensor, after[name]), f"{strategy} changed frozen {name}"
-    moved = [n for n in before if not frozen(n) and "running" not in n and not torch.equal(before[n], after[n])]
-    assert (len(moved) > 0) == (strategy in ("full", "partial"))
+    weights = {n: p for n, p in clf.model.named_parameters() if not n.startswith("head.")}
+    moved = {n for n, p in weights.items() if not torch.equal(start[n], p.detach())}
+    promised = {n for n in weights if ("lora_" in n if strategy == "lora" else not frozen(timm_name(n)))}
+    assert moved == promised, f"{strategy}: frozen but moved {sorted(moved - promised)[:3]}, " \
+                              f"trainable but unchanged {sorted(promised - moved)[:3]}"
+    assert {n for n, p in weights.items() if p.requires_grad} == promised
     if strategy == "partial":  # BatchNorm of the trained stage does learn its statistics
         assert not torch.equal(before["layer4.0.bn1.running_mean"], after["layer4.0.bn1.running_mean"])
 
@@ -94,7 +105,9 @@ def test_save_load_same_predictions(resnet_dir, strategy, tmp_path):
     again = ImageClassifier.load(tmp_path / "model")
     assert again.labels == clf.labels and again.strategy.name == strategy
     np.testing.assert_allclose(again.predict_proba(images[:10]), clf.predict_proba(images[:10]), atol=1e-6)
-    assert again.parameter_summary() == clf.parameter_summary()
+    assert again.parameter_summary()["total"] == clf.parameter_summary()["total"]
+    if strategy != "gradual":  # gradual ends with what its last epoch trained; a loaded model starts over
+        assert again.parameter_summary() == clf.parameter_summary()
 
 
 def test_saved_model_is_a_timm_checkpoint(resnet_dir, tmp_path):
