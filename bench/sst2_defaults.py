@@ -19,12 +19,18 @@ data and budget (hf_reference.py has the recipes, shared with hf_vs_nlp_transfer
 
 Every case runs in its own subprocess (its own seed state and accelerate state). Seconds: the whole
 fit (training and the per-epoch validation), or for the logistic regression encoding and the C grid.
-Writes bench/sst2_defaults.json and prints the table (see RESULTS.md).
+Writes bench/sst2_defaults.json after every case and prints the table (see RESULTS.md). `--resume`
+continues an interrupted run: it keeps the cases already in the output file when they were measured
+by the same code (this script, hf_reference.py, the nlp_transfer package) on the same data and
+budget, and runs the rest; each case records when it finished.
 """
 
 from __future__ import annotations
 
 import argparse
+import datetime
+import hashlib
+import importlib.util
 import json
 import os
 import subprocess
@@ -33,8 +39,8 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-OURS = ("feature_extraction", "partial", "lora", "full")
-REFERENCE_OF = {"feature_extraction": "logreg", "partial": None, "lora": "hf_lora", "full": "hf_full"}
+OURS = ("feature_extraction", "partial", "gradual", "lora", "full")
+REFERENCE_OF = {"feature_extraction": "logreg", "partial": None, "gradual": None, "lora": "hf_lora", "full": "hf_full"}
 DESCRIPTION = {"logreg": "LogisticRegression, frozen mean-pooled", "hf_lora": "HF Trainer LoRA r8, lr 1e-3",
                "hf_full": "HF Trainer full, lr 5e-5"}
 SMOKE_SIZES = {"train": 300, "validation": 200, "test": 200}
@@ -116,6 +122,7 @@ def main() -> None:
     parser.add_argument("--strategies", default=",".join(OURS), help="comma-separated, with their references")
     parser.add_argument("--smoke", action="store_true", help="300 / 200 / 200 examples and 1 epoch: checks it runs")
     parser.add_argument("--output", help="default bench/sst2_defaults.json (--smoke: bench/sst2_defaults.smoke.json)")
+    parser.add_argument("--resume", action="store_true", help="keep the cases an interrupted run of the same code finished")
     parser.add_argument("--case", help=argparse.SUPPRESS)  # internal: run one case in this process
     args = parser.parse_args()
     if args.case:
@@ -130,18 +137,45 @@ def main() -> None:
            "TOKENIZERS_PARALLELISM": "false", "TRANSFORMERS_VERBOSITY": "error", "HF_DATASETS_DISABLE_PROGRESS_BARS": "1",
            "PYTHONPATH": os.pathsep.join([str(ROOT), str(ROOT / "bench"), os.environ.get("PYTHONPATH", "")]),
            **({"BENCH_SMOKE": "1"} if args.smoke else {})}
-    results: dict[str, dict] = {}
+    output = Path(args.output or ROOT / "bench" / ("sst2_defaults.smoke.json" if args.smoke else "sst2_defaults.json"))
+    results = run_cases(cases, env, output, {"smoke": args.smoke, "data": args.data, "fingerprint": _fingerprint(args)},
+                        args.resume)
+    print(report(results))
+
+
+def run_cases(cases: list[str], env: dict, output: Path, header: dict, resume: bool) -> dict[str, dict]:
+    """Each case in a subprocess, the output file rewritten after each; with `resume`, the cases a run
+    with the same header (code, data, budget) already finished are kept."""
+    saved = json.loads(output.read_text()) if resume and output.is_file() else {}
+    same = all(saved.get(key) == value for key, value in header.items())
+    results: dict[str, dict] = dict(saved.get("results", {})) if same else {}
+    if resume and saved and not same:
+        print(f"{output}: measured by other code, data or budget; starting over", file=sys.stderr, flush=True)
     for name in cases:
+        if name in results:
+            print(f"{name}: kept (finished {results[name]['finished_at']})", file=sys.stderr, flush=True)
+            continue
         started = time.perf_counter()
         done = subprocess.run([sys.executable, __file__, "--case", name], capture_output=True, text=True, env=env)
         if done.returncode != 0:
             print(f"{name}: FAILED\n{done.stderr[-3000:]}", file=sys.stderr, flush=True)
             continue
-        results[name] = json.loads(done.stdout.strip().splitlines()[-1])
+        results[name] = json.loads(done.stdout.strip().splitlines()[-1]) | {
+            "finished_at": datetime.datetime.now().isoformat(timespec="seconds")}
         print(f"{name}: {time.perf_counter() - started:.0f}s {json.dumps(results[name])}", file=sys.stderr, flush=True)
-    output = args.output or ROOT / "bench" / ("sst2_defaults.smoke.json" if args.smoke else "sst2_defaults.json")
-    Path(output).write_text(json.dumps({"smoke": args.smoke, "data": args.data, "results": results}, indent=2))
-    print(report(results))
+        output.write_text(json.dumps({**header, "results": results}, indent=2))
+    return results
+
+
+def _fingerprint(args: argparse.Namespace) -> str:
+    """A hash of what the numbers depend on: this script, hf_reference.py, the nlp_transfer sources, the data."""
+    digest = hashlib.sha256()
+    package = Path(importlib.util.find_spec("nlp_transfer").submodule_search_locations[0])
+    for path in [Path(__file__), Path(__file__).with_name("hf_reference.py"), *sorted(package.rglob("*.py"))]:
+        digest.update(path.read_bytes())
+    for split in ("train", "validation", "test"):
+        digest.update((Path(args.data) / f"{split}.jsonl").read_bytes())
+    return digest.hexdigest()[:16]
 
 
 if __name__ == "__main__":

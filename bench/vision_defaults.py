@@ -15,7 +15,9 @@ the test images (the remaining 5-9 images, which choose nothing). Per strategy t
 one with the best validation accuracy averaged over the shot counts (one default serves both; the
 first in sweep order among equals: fewer epochs, lower rates). Prints every cell's validation and
 test accuracy, the text defaults marked, then per strategy the chosen cell against the current
-VISION_STRATEGY_DEFAULTS, with their test accuracies.
+VISION_STRATEGY_DEFAULTS, with their test accuracies. The output file is rewritten after every cell;
+`--resume` keeps the cells of an interrupted run of the same code, shots and seed (every cell is
+seeded, so a kept cell is the one a fresh run would measure).
 """
 
 from __future__ import annotations
@@ -46,37 +48,72 @@ def main() -> None:
     parser.add_argument("--shots", default="10,50", help="images per target class, comma-separated")
     parser.add_argument("--seed", type=int, default=1, help="which target images are drawn for training")
     parser.add_argument("--output", default="bench/vision_defaults.json")
+    parser.add_argument("--resume", action="store_true",
+                        help="keep the cells an interrupted run of the same code, shots and seed finished")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
 
-    from nlp_transfer.api import train
-    from nlp_transfer.config import STRATEGY_DEFAULTS, VISION_STRATEGY_DEFAULTS
-    from nlp_transfer.vision_demo import source_config, write_digits
+    from nlp_transfer.config import VISION_STRATEGY_DEFAULTS
 
-    results = []
-    with tempfile.TemporaryDirectory() as tmp:
-        root = Path(tmp)
-        write_digits(root / "data", 3, seed=0)  # the source split is the demo's: pre-train exactly its model
-        source = train(source_config(root))
-        weights = source.path / "model" / "model.safetensors"
-        print(f"source model: digits 0-4, test accuracy {source.metrics['test']['accuracy']:.4f}", flush=True)
-        for shots in [int(s) for s in args.shots.split(",")]:
-            splits = write_digits(root / f"shots{shots}", shots, seed=args.seed)
-            fit, validation = carve_validation(splits.target_train, root / f"shots{shots}" / "carved", args.seed)
-            for strategy, rates in RATES.items():
-                for epochs, rate, head_rate in itertools.product(EPOCHS, rates, HEAD_RATES):
-                    results.append(cell(weights, fit, validation, splits.target_test, shots, strategy, epochs, rate,
-                                        head_rate))
-                    print(json.dumps(results[-1]), flush=True)
-                text = STRATEGY_DEFAULTS[strategy]  # the text defaults as they are, for the side-by-side
-                results.append(cell(weights, fit, validation, splits.target_test, shots, strategy, int(text["epochs"]),
-                                    None if strategy == "feature_extraction" else text["learning_rate"],
-                                    text["head_learning_rate"]) | {"text_defaults": True})
+    output = Path(args.output)
+    header = {"shots": args.shots, "seed": args.seed, "fingerprint": _fingerprint()}
+    saved = json.loads(output.read_text()) if args.resume and output.is_file() else {}
+    results = saved.get("cells", []) if all(saved.get(k) == v for k, v in header.items()) else []
+
+    def keep(row: dict) -> None:  # saved after every cell, so a killed sweep can be resumed
+        results.append(row)
+        print(json.dumps(row), flush=True)
+        output.write_text(json.dumps({**header, "cells": results}, indent=2))
+
+    sweep([int(s) for s in args.shots.split(",")], args.seed, {_cell_id(row) for row in results}, keep)
     chosen = choose(results, VISION_STRATEGY_DEFAULTS)
-    Path(args.output).write_text(json.dumps({"cells": results, "chosen": chosen}, indent=2))
+    output.write_text(json.dumps({**header, "cells": results, "chosen": chosen}, indent=2))
     print(report(results))
     print()
     print(report_choice(chosen))
+
+
+def sweep(shot_counts: list[int], seed: int, done: set[tuple], keep) -> None:
+    """Pre-train the source model, then every cell not in `done` per shot count, each passed to `keep`."""
+    from nlp_transfer.api import train
+    from nlp_transfer.config import STRATEGY_DEFAULTS
+    from nlp_transfer.vision_demo import source_config, write_digits
+
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        write_digits(root / "data", 3, seed=0)  # the source split is the demo's: pre-train exactly its model
+        source = train(source_config(root))  # seeded: the same model on every start
+        weights = source.path / "model" / "model.safetensors"
+        print(f"source model: digits 0-4, test accuracy {source.metrics['test']['accuracy']:.4f}", flush=True)
+        for shots in shot_counts:
+            splits = write_digits(root / f"shots{shots}", shots, seed=seed)
+            fit, validation = carve_validation(splits.target_train, root / f"shots{shots}" / "carved", seed)
+            for strategy, rates in RATES.items():
+                text = STRATEGY_DEFAULTS[strategy]  # the text defaults as they are, for the side-by-side
+                specs = [(epochs, rate, head_rate, False) for epochs, rate, head_rate in
+                         itertools.product(EPOCHS, rates, HEAD_RATES)]
+                specs.append((int(text["epochs"]), None if strategy == "feature_extraction" else text["learning_rate"],
+                              text["head_learning_rate"], True))
+                for epochs, rate, head_rate, text_defaults in specs:
+                    if (shots, strategy, epochs, rate, head_rate, text_defaults) not in done:
+                        row = cell(weights, fit, validation, splits.target_test, shots, strategy, epochs, rate, head_rate)
+                        keep(row | ({"text_defaults": True} if text_defaults else {}))
+
+
+def _cell_id(row: dict) -> tuple:
+    return (row["shots"], row["strategy"], row["epochs"], row["learning_rate"], row["head_learning_rate"],
+            bool(row.get("text_defaults")))
+
+
+def _fingerprint() -> str:
+    """A hash of what the cells depend on: this script and the nlp_transfer sources."""
+    import hashlib
+    import importlib.util
+
+    digest = hashlib.sha256(Path(__file__).read_bytes())
+    for path in sorted(Path(importlib.util.find_spec("nlp_transfer").submodule_search_locations[0]).rglob("*.py")):
+        digest.update(path.read_bytes())
+    return digest.hexdigest()[:16]
 
 
 def carve_validation(train: Path, folder: Path, seed: int) -> tuple[Path, Path]:
@@ -120,14 +157,14 @@ def choose(results: list[dict], current: dict[str, dict[str, float]]) -> list[di
         if not row.get("text_defaults"):
             cells.setdefault(_key(row), []).append(row)
     out = []
-    for strategy in RATES:
+    for strategy in [s for s in RATES if any(key[0] == s for key in cells)]:
         mine = [rows for key, rows in cells.items() if key[0] == strategy]
         best = max(mine, key=lambda rows: sum(r["validation_accuracy"] for r in rows) / len(rows))  # first of equals
         now = current[strategy]
         now_key = (strategy, int(now["epochs"]), None if strategy == "feature_extraction" else now["learning_rate"],
                    now["head_learning_rate"])
-        out.append({"strategy": strategy, "chosen": _summary(best), "current": _summary(cells[now_key]),
-                    "same": _key(best[0]) == now_key})
+        out.append({"strategy": strategy, "chosen": _summary(best),
+                    "current": _summary(cells[now_key]) if now_key in cells else None, "same": _key(best[0]) == now_key})
     return out
 
 
@@ -154,7 +191,7 @@ def report_choice(chosen: list[dict]) -> str:
     lines = [f"{'strategy':<20}{'cell':<10}{'epochs':>7}{'lr':>8}{'head lr':>9}{'mean val':>10}  "
              f"{'val acc (' + shots + ' shots)':<22}{'test acc (' + shots + ' shots)':<22}"]
     for item in chosen:
-        for which in ("chosen", "current"):
+        for which in [w for w in ("chosen", "current") if item[w]]:
             cell = item[which]
             per = lambda split: " / ".join(f"{v:.4f}" for v in cell[split].values())  # noqa: E731
             lines.append(f"{item['strategy'] if which == 'chosen' else '':<20}{which:<10}{cell['epochs']:>7}"
