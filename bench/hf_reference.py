@@ -52,7 +52,7 @@ def frozen_mean_pool_model():
     from transformers import AutoModel
     from transformers.modeling_outputs import SequenceClassifierOutput
 
-    from nlp_transfer.heads import ClassificationHead, HeadConfig
+    from nlp_transfer.modeling.heads import ClassificationHead, HeadConfig
 
     class FrozenMeanPool(nn.Module):
         def __init__(self) -> None:

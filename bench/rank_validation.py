@@ -48,7 +48,7 @@ def main() -> None:
     if args.smoke:
         args.samples, args.epochs = 200, 1
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s: %(message)s")
-    logging.getLogger("nlp_transfer.ranking").setLevel(logging.INFO)
+    logging.getLogger("nlp_transfer.selection.ranking").setLevel(logging.INFO)
 
     results = {}
     for name in args.datasets.split(","):
@@ -61,7 +61,7 @@ def run_dataset(folder: Path, train_file: str, eval_file: str, args) -> dict:
     import numpy as np
 
     from nlp_transfer import rank_backbones
-    from nlp_transfer.data import read_table
+    from nlp_transfer.data.tables import read_table
 
     table = read_table(folder / train_file, "train")
     rows = [dict(zip(table, values)) for values in zip(*table.values())]

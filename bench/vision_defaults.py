@@ -53,7 +53,7 @@ def main() -> None:
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
 
-    from nlp_transfer.config import VISION_STRATEGY_DEFAULTS
+    from nlp_transfer.config.settings import VISION_STRATEGY_DEFAULTS
 
     output = Path(args.output)
     header = {"shots": args.shots, "seed": args.seed, "fingerprint": _fingerprint()}
@@ -76,8 +76,8 @@ def main() -> None:
 def sweep(shot_counts: list[int], seed: int, done: set[tuple], keep) -> None:
     """Pre-train the source model, then every cell not in `done` per shot count, each passed to `keep`."""
     from nlp_transfer.api import train
-    from nlp_transfer.config import STRATEGY_DEFAULTS
-    from nlp_transfer.vision_demo import source_config, write_digits
+    from nlp_transfer.config.settings import STRATEGY_DEFAULTS
+    from nlp_transfer.demos.vision import source_config, write_digits
 
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)

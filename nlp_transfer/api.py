@@ -18,10 +18,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .config import DataConfig
-from .memory import PeakMemory
-from .run_config import RunConfig, dump_config, load_config, resolve, with_overrides
-from .sources import Splits, load_splits
+from nlp_transfer.config.run import RunConfig, dump_config, load_config, resolve, with_overrides
+from nlp_transfer.config.settings import DataConfig
+from nlp_transfer.data.sources import Splits, load_splits
+from nlp_transfer.training.memory import PeakMemory
 
 __all__ = ["RunResult", "train", "fit_run", "build_classifier", "write_run", "push_run", "load_model", "evaluate", "predict", "as_config"]
 
@@ -66,7 +66,7 @@ def train(config: RunConfig | str | Path, overrides: Sequence[str] = (), *, resu
     """
     import shutil
 
-    from .runs import check_output_folder
+    from nlp_transfer.storage.run_folder import check_output_folder
 
     config = resolve(as_config(config, overrides))
     # derived here, not written into the config, so a replayed config.yaml checkpoints beside its own output
@@ -75,17 +75,17 @@ def train(config: RunConfig | str | Path, overrides: Sequence[str] = (), *, resu
     splits = load_splits(config.data)
     result = fit_run(config, splits, resume=resume, checkpoint_dir=checkpoints)
     if config.model.random_init:  # the random twin: said next to the numbers, so nobody reads them as transfer
-        from .negative_transfer import random_init_warning
+        from nlp_transfer.selection.negative_transfer import random_init_warning
 
         result = dataclasses.replace(result, warnings=[random_init_warning(config.model.name_or_path), *result.warnings])
         logger.warning("%s", result.warnings[0])
     result = write_run(Path(config.output.dir), result, save_model=config.output.save_model, splits=splits)
-    from .engine import process_state
+    from nlp_transfer.training.engine import process_state
 
     if process_state().is_main_process and config.train.checkpoint_dir is None:
         shutil.rmtree(checkpoints, ignore_errors=True)  # the run is safe in its folder; a chosen checkpoint_dir is kept
     if config.output.push_to_hub:  # after the local save: a failed push loses nothing
-        from .engine import process_state
+        from nlp_transfer.training.engine import process_state
 
         if process_state().is_main_process:
             push_run(result.path, config.output.hub_model_id, private=config.output.hub_private)
@@ -116,7 +116,7 @@ def fit_run(config: RunConfig, splits: Splits, *, resume: bool = False, checkpoi
 
 def _baseline_warnings(metrics: dict[str, dict[str, Any]]) -> list[str]:
     """Splits whose accuracy is not clearly above always predicting their most frequent label."""
-    from .negative_transfer import baseline_warning, majority_baseline
+    from nlp_transfer.selection.negative_transfer import baseline_warning, majority_baseline
 
     found = []
     for split, scores in metrics.items():
@@ -134,11 +134,11 @@ def build_classifier(config: RunConfig):
                   head=model.head, dropout=model.dropout, threshold=model.threshold, seed=config.train.seed,
                   allow_pickle=model.allow_pickle, random_init=model.random_init, **config.strategy.options())
     if model.type == "vision":
-        from .vision import ImageClassifier
+        from nlp_transfer.classifiers.image import ImageClassifier
 
         return ImageClassifier.from_pretrained(model.name_or_path, image_size=model.image_size,
                                                architecture=model.architecture, model_args=model.model_args, **common)
-    from .text import TextClassifier
+    from nlp_transfer.classifiers.text import TextClassifier
 
     return TextClassifier.from_pretrained(model.name_or_path, pooling=model.pooling, pool_layers=model.pool_layers,
                                           max_length=config.data.max_length, trust_remote_code=model.trust_remote_code,
@@ -147,10 +147,10 @@ def build_classifier(config: RunConfig):
 
 def write_run(path: Path, result: RunResult, *, save_model: bool, splits: Splits | None = None) -> RunResult:
     """Write the run folder of `result` at `path` (see `runs.py` for the layout)."""
-    from .card import model_card
-    from .engine import process_state
-    from .runs import environment, staged_run_folder, write_json, write_jsonl
-    from .saving import read_metadata
+    from nlp_transfer.storage.card import model_card
+    from nlp_transfer.storage.model_folder import read_metadata
+    from nlp_transfer.storage.run_folder import environment, staged_run_folder, write_json, write_jsonl
+    from nlp_transfer.training.engine import process_state
 
     config, clf = result.config, result.classifier
     state = process_state()
@@ -200,10 +200,10 @@ def push_run(run_or_model: str | Path, repo_id: str, *, private: bool = False, t
     import shutil
     import tempfile
 
-    from .card import model_card
-    from .hub import push_folder, warn_if_base_is_local
-    from .runs import find_model_folder
-    from .saving import read_metadata
+    from nlp_transfer.storage.card import model_card
+    from nlp_transfer.storage.hub import push_folder, warn_if_base_is_local
+    from nlp_transfer.storage.model_folder import read_metadata
+    from nlp_transfer.storage.run_folder import find_model_folder
 
     model_folder = find_model_folder(run_or_model)
     run = model_folder.parent if (model_folder.parent / "config.yaml").is_file() else None
@@ -230,22 +230,22 @@ def push_run(run_or_model: str | Path, repo_id: str, *, private: bool = False, t
 
 def load_model(run_or_model: str | Path):
     """The classifier saved in a run folder (or in a model folder), text or vision."""
-    from .runs import find_model_folder
-    from .saving import read_metadata
+    from nlp_transfer.storage.model_folder import read_metadata
+    from nlp_transfer.storage.run_folder import find_model_folder
 
     folder = find_model_folder(run_or_model)
     if read_metadata(folder).modality == "vision":
-        from .vision import ImageClassifier
+        from nlp_transfer.classifiers.image import ImageClassifier
 
         return ImageClassifier.load(folder)
-    from .text import TextClassifier
+    from nlp_transfer.classifiers.text import TextClassifier
 
     return TextClassifier.load(folder)
 
 
 def evaluate(run_or_model: str | Path, data: Any, **data_settings: Any) -> dict[str, Any]:
     """Metrics of a saved run or model on labelled data (a file, or e.g. ``support_intents:test``)."""
-    from .sources import resolve_data
+    from nlp_transfer.data.sources import resolve_data
 
     clf = load_model(run_or_model)
     return clf.evaluate(resolve_data(data) if isinstance(data, str) else data, **data_settings)
@@ -264,10 +264,10 @@ def predict(run_or_model: str | Path | Any, inputs: Any, **data_settings: Any) -
 
 def _inputs_of(clf, source: Any, where: str) -> list[Any]:
     """The examples to predict on, as a list: row dicts for text, images (paths, arrays) for vision."""
-    from .sources import resolve_data
+    from nlp_transfer.data.sources import resolve_data
 
     if clf.modality == "vision":
-        from .images import ImageColumns, looks_like_image
+        from nlp_transfer.data.images import ImageColumns, looks_like_image
 
         if isinstance(source, str) and not looks_like_image(source):
             source = resolve_data(source, where)
@@ -281,7 +281,7 @@ def _inputs_of(clf, source: Any, where: str) -> list[Any]:
 
 def _text_row(clf, item: Any, where: str) -> dict[str, Any]:
     """A text, a (text, text_pair) pair or a row dict, as a row with the model's column names."""
-    from .errors import DataError
+    from nlp_transfer.errors import DataError
 
     columns = clf.data_config
     if isinstance(item, str):
@@ -298,7 +298,7 @@ def _text_row(clf, item: Any, where: str) -> dict[str, Any]:
 
 def _read_rows(source: Any, where: str) -> list[dict[str, Any]]:
     """Any readable data source as a list of row dicts (their text columns are echoed in predictions)."""
-    from .data import read_table
+    from nlp_transfer.data.tables import read_table
 
     table = read_table(source, where)
     return [dict(zip(table, values)) for values in zip(*table.values())]
@@ -321,7 +321,7 @@ def _prediction_rows(clf, inputs: list[Any]) -> list[dict[str, Any]]:
 
 
 def _write_predictions(folder: Path, clf, splits: Splits, config: RunConfig, is_main: bool) -> None:
-    from .runs import write_jsonl
+    from nlp_transfer.storage.run_folder import write_jsonl
 
     for split in config.eval.splits:
         source = getattr(splits, split)

@@ -24,7 +24,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from .errors import NLPTransferError
+from nlp_transfer.errors import NLPTransferError
 
 __all__ = ["main"]
 
@@ -104,7 +104,7 @@ def _parser() -> argparse.ArgumentParser:
         description="Transfer learning for text: train, compare and use strategies (feature_extraction, "
                     "partial, full, lora, gradual) on a pretrained encoder.",
         epilog="Run `nlp-transfer COMMAND --help` for a command's options and examples.")
-    from . import __version__
+    from nlp_transfer import __version__
 
     parser.add_argument("--version", action="version", version=f"nlp_transfer {__version__}")
     commands = parser.add_subparsers(title="commands", metavar="COMMAND", required=True)
@@ -199,11 +199,11 @@ def _columns(args: argparse.Namespace) -> dict[str, str]:
 
 # ----------------------------------------------------------------- commands
 def _train(args: argparse.Namespace) -> int:
-    from .run_config import load_config, resolve
+    from nlp_transfer.config.run import load_config, resolve
 
     config = load_config(args.config, [*args.overrides, *(["output.overwrite=true"] if args.overwrite else [])])
     _logging(config.run.log_level)
-    from .api import train
+    from nlp_transfer.api import train
 
     result = train(resolve(config), resume=args.resume)
     if _is_main():
@@ -223,8 +223,8 @@ def _quiet_loading() -> None:
 
 def _evaluate(args: argparse.Namespace) -> int:
     _quiet_loading()
-    from .api import evaluate
-    from .runs import write_json
+    from nlp_transfer.api import evaluate
+    from nlp_transfer.storage.run_folder import write_json
 
     metrics = evaluate(args.model, args.data, **_columns(args))
     output = Path(args.output) if args.output else _default_eval_path(Path(args.model), args.data)
@@ -236,7 +236,7 @@ def _evaluate(args: argparse.Namespace) -> int:
 
 def _predict(args: argparse.Namespace) -> int:
     _quiet_loading()
-    from .api import predict
+    from nlp_transfer.api import predict
 
     rows = predict(args.model, args.data or args.text or args.image, **_columns(args))
     lines = [json.dumps(row, ensure_ascii=False) for row in rows]
@@ -249,7 +249,7 @@ def _predict(args: argparse.Namespace) -> int:
 
 
 def _show_config(args: argparse.Namespace) -> int:
-    from .run_config import defaults_yaml, dump_config, load_config, resolve
+    from nlp_transfer.config.run import defaults_yaml, dump_config, load_config, resolve
 
     overrides = list(args.overrides)
     config_path = args.config
@@ -264,11 +264,11 @@ def _show_config(args: argparse.Namespace) -> int:
 
 
 def _compare(args: argparse.Namespace) -> int:
-    from .run_config import load_config
+    from nlp_transfer.config.run import load_config
 
     config = load_config(args.config, [*args.overrides, *(["output.overwrite=true"] if args.overwrite else [])])
     _logging(config.run.log_level)
-    from .comparison import compare
+    from nlp_transfer.selection.comparison import compare
 
     strategies = [s.strip() for s in args.strategies.split(",") if s.strip()]
     result = compare(config, strategies, output_dir=args.output)
@@ -280,11 +280,11 @@ def _compare(args: argparse.Namespace) -> int:
 
 
 def _rank(args: argparse.Namespace) -> int:
-    from .run_config import load_config
+    from nlp_transfer.config.run import load_config
 
     config = load_config(args.config, args.overrides)
     _logging(config.run.log_level)
-    from .ranking import rank_from_config
+    from nlp_transfer.selection.ranking import rank_from_config
 
     output = args.output or f"runs/{Path(args.config).stem}-rank"
     ranking = rank_from_config(config, args.candidates, max_samples=args.max_samples or None, folds=args.folds,
@@ -297,7 +297,7 @@ def _rank(args: argparse.Namespace) -> int:
 def _push(args: argparse.Namespace) -> int:
     _quiet_loading()
     logging.getLogger("nlp_transfer").setLevel(logging.INFO)
-    from .api import push_run
+    from nlp_transfer.api import push_run
 
     url = push_run(args.model, args.repo_id, private=args.private, merge_lora=args.merge_lora,
                    commit_message=args.commit_message)
@@ -307,15 +307,15 @@ def _push(args: argparse.Namespace) -> int:
 
 def _demo(args: argparse.Namespace) -> int:
     if args.vision:
-        from .run_config import load_config
-        from .vision_demo import TARGET_CONFIG, run_vision_demo
+        from nlp_transfer.config.run import load_config
+        from nlp_transfer.demos.vision import TARGET_CONFIG, run_vision_demo
 
         _logging(load_config(TARGET_CONFIG, args.overrides).run.log_level)  # bad overrides fail here, before any work
         report = run_vision_demo(args.output or "runs/demo-vision", args.shots, tuple(args.overrides))
         print(report)
         return 0
-    from .demo import DEMO_CONFIG, run_demo
-    from .run_config import load_config
+    from nlp_transfer.config.run import load_config
+    from nlp_transfer.demos.text import DEMO_CONFIG, run_demo
 
     config = load_config(DEMO_CONFIG, [*args.overrides, f"output.dir={args.output or 'runs/demo'}"])
     _logging(config.run.log_level)
@@ -359,7 +359,7 @@ def _logging(level: str) -> None:
 
 def _end_processes() -> None:
     if "RANK" in os.environ:  # launched by accelerate/torchrun: leave the process group cleanly
-        from .engine import end_distributed
+        from nlp_transfer.training.engine import end_distributed
 
         end_distributed()
 

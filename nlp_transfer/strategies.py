@@ -17,9 +17,9 @@ from typing import Any
 import torch
 from torch import nn
 
-from .config import STRATEGY_OPTIONS, build
-from .errors import StrategyError, did_you_mean
-from .model import TransferModel
+from nlp_transfer.config.settings import STRATEGY_OPTIONS, build
+from nlp_transfer.errors import StrategyError, did_you_mean
+from nlp_transfer.modeling.transfer_model import TransferModel
 
 __all__ = ["Strategy", "FeatureExtraction", "Partial", "Full", "Lora", "Gradual", "STRATEGIES", "make_strategy",
            "parameter_groups"]

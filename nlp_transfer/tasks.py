@@ -15,7 +15,7 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
-from .errors import ConfigError, DataError, did_you_mean
+from nlp_transfer.errors import ConfigError, DataError, did_you_mean
 
 __all__ = ["TaskName", "Task", "TASKS", "get_task", "infer_labels", "check_learnable"]
 

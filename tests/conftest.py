@@ -170,7 +170,7 @@ def _one_torch_thread():
 @contextmanager
 def interrupted_after_saves(count: int):
     """A killed run, in-process: the `count`-th checkpoint is written, then KeyboardInterrupt."""
-    from nlp_transfer import checkpoints
+    from nlp_transfer.training import checkpoints
 
     save, calls = checkpoints.Checkpointer.save, {"n": 0}
 

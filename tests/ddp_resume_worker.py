@@ -10,8 +10,11 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from conftest import sentiment_rows
-from nlp_transfer import TextClassifier, checkpoints
-from nlp_transfer.engine import process_state, end_distributed
+
+from nlp_transfer import TextClassifier
+from nlp_transfer.training import checkpoints
+from nlp_transfer.training.engine import end_distributed, process_state
+
 model_dir, ck, mode, out = sys.argv[1:5]
 clf = TextClassifier.from_pretrained(model_dir, strategy="lora", pooling="mean")
 if mode == "interrupt":

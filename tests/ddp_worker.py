@@ -17,7 +17,7 @@ from conftest import IMAGE_SIZE, sentiment_rows, square_images  # noqa: E402
 
 
 def main(model_dir: str, strategy: str, output: str, modality: str = "text") -> None:
-    from nlp_transfer.engine import process_state
+    from nlp_transfer.training.engine import process_state
 
     if modality == "vision":
         from nlp_transfer import ImageClassifier

@@ -15,11 +15,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from conftest import multi_label_rows, pair_rows, regression_rows, sentiment_rows
+
 from nlp_transfer import TextClassifier
 from nlp_transfer.errors import ConfigError, DataError, ModelLoadError, NLPTransferError, StrategyError
-
 
 
 @pytest.fixture
@@ -30,7 +29,7 @@ def bert(model_dirs) -> Path:
 @pytest.fixture
 def no_training(monkeypatch: pytest.MonkeyPatch) -> None:
     """Any step of model work inside `fit` fails the test: validation must come first."""
-    import nlp_transfer.classifier as classifier
+    import nlp_transfer.classifiers.base as classifier
 
     def started(*args, **kwargs):
         pytest.fail("training started before the bad input was reported")
@@ -42,7 +41,7 @@ def no_training(monkeypatch: pytest.MonkeyPatch) -> None:
 @pytest.fixture
 def no_model_loading(monkeypatch: pytest.MonkeyPatch) -> None:
     """Loading the encoder fails the test: settings must be checked before anything heavy happens."""
-    import nlp_transfer.text as text
+    import nlp_transfer.classifiers.text as text
 
     def loaded(*args, **kwargs):
         pytest.fail("the model was loaded before the bad setting was reported")
@@ -456,7 +455,7 @@ def test_failing_fit_leaves_the_saved_model_intact(bert, tmp_path, monkeypatch):
     before_files = _digest(folder)
     before = clf.predict_proba(texts)
 
-    import nlp_transfer.classifier as classifier
+    import nlp_transfer.classifiers.base as classifier
 
     monkeypatch.setattr(classifier, "train_loop", lambda *a, **k: pytest.fail("training started"))
     for make, settings in _BAD_FITS:
@@ -488,7 +487,7 @@ def test_errors_are_value_errors():
 def test_unavailable_extra_metric_fails_before_training(bert, no_training, monkeypatch):
     import evaluate
 
-    from nlp_transfer.metrics import MetricLoadError
+    from nlp_transfer.training.metrics import MetricLoadError
 
     monkeypatch.setattr(evaluate.config, "HF_EVALUATE_OFFLINE", True)
     clf = TextClassifier.from_pretrained(bert, labels=["neg", "pos"])
@@ -597,7 +596,7 @@ def test_text_pair_column_that_is_not_in_the_data(bert, no_training):
 # --------------------------------------------------------------------------- threshold and pool_layers
 @pytest.mark.parametrize("threshold", [0, 1, 1.5, -0.2])
 def test_threshold_outside_zero_one(bert, threshold):
-    from nlp_transfer.run_config import ModelSection
+    from nlp_transfer.config.run import ModelSection
 
     with pytest.raises(ConfigError) as error:
         TextClassifier.from_pretrained(bert, task="multi_label", threshold=threshold)
@@ -616,7 +615,7 @@ def test_pool_layers_outside_the_layer_count(bert, pool_layers):
 
 
 def test_pool_layers_zero_in_a_run_config():
-    from nlp_transfer.run_config import ModelSection
+    from nlp_transfer.config.run import ModelSection
 
     with pytest.raises(ConfigError, match=r"model.pool_layers=0.*from 1"):
         ModelSection(pool_layers=0)

@@ -11,10 +11,10 @@ from pathlib import Path
 
 import pytest
 import yaml
-
 from conftest import SAFETY_NET_SECONDS, sentiment_rows
+
 from nlp_transfer.cli import main
-from nlp_transfer.run_config import load_config
+from nlp_transfer.config.run import load_config
 
 ROOT = Path(__file__).parent.parent
 TINY = ROOT / "configs" / "tests" / "tiny.yaml"
@@ -310,9 +310,9 @@ def test_public_names_resolve_to_what_they_say_every_time():
 
 
 def test_bundled_dataset_splits_and_a_misspelt_split():
+    from nlp_transfer.config.run import DataSection
+    from nlp_transfer.data.sources import load_splits, resolve_data
     from nlp_transfer.errors import DataError
-    from nlp_transfer.run_config import DataSection
-    from nlp_transfer.sources import load_splits, resolve_data
 
     splits = load_splits(DataSection(dataset="support_intents", train="train", test="test"))
     assert splits.names() == ["train", "test"] and Path(splits.train).is_file()
@@ -326,7 +326,8 @@ def test_bundled_dataset_splits_and_a_misspelt_split():
 
 def test_class_label_ids_of_a_hub_dataset_become_their_names():
     import datasets  # a hard dependency
-    from nlp_transfer.data import read_table
+
+    from nlp_transfer.data.tables import read_table
 
     features = datasets.Features({"sentence": datasets.Value("string"),
                                   "label": datasets.ClassLabel(names=["negative", "positive"])})

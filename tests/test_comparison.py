@@ -8,12 +8,12 @@ import json
 import numpy as np
 import pytest
 import torch
-
-from nlp_transfer import comparison
-from nlp_transfer.memory import PeakMemory, current_rss_bytes
-from nlp_transfer.run_config import load_config
-from nlp_transfer.text import TextClassifier
 from test_cli import TINY, _overrides, _write_data
+
+from nlp_transfer.selection import comparison
+from nlp_transfer.classifiers.text import TextClassifier
+from nlp_transfer.config.run import load_config
+from nlp_transfer.training.memory import PeakMemory, current_rss_bytes
 
 # the memory tests allocate host memory: on a GPU, PeakMemory measures the GPU's instead
 needs_rss = pytest.mark.skipif(current_rss_bytes() is None or torch.cuda.is_available(),

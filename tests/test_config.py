@@ -11,8 +11,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from nlp_transfer.errors import ConfigError
-from nlp_transfer.run_config import (
+from nlp_transfer.config.run import (
     VERSION_KEY,
     RunConfig,
     defaults_yaml,
@@ -21,9 +20,10 @@ from nlp_transfer.run_config import (
     resolve,
     with_overrides,
 )
+from nlp_transfer.errors import ConfigError
 
 ROOT = Path(__file__).parent.parent
-RECIPES = sorted([*ROOT.glob("configs/**/*.yaml"), *ROOT.glob("nlp_transfer/recipes/*.yaml")])
+RECIPES = sorted([*ROOT.glob("configs/**/*.yaml"), *ROOT.glob("nlp_transfer/demos/recipes/*.yaml")])
 
 
 def test_recipes_are_shipped():
@@ -32,7 +32,7 @@ def test_recipes_are_shipped():
         for model in ("bert-base", "roberta-base"):
             assert f"configs/glue-sst2/{model}-{strategy}.yaml" in names
         assert f"configs/offline/minilm-intents-{strategy}.yaml" in names
-    assert "configs/tests/tiny.yaml" in names and "nlp_transfer/recipes/demo.yaml" in names
+    assert "configs/tests/tiny.yaml" in names and "nlp_transfer/demos/recipes/demo.yaml" in names
 
 
 @pytest.mark.parametrize("recipe", RECIPES, ids=lambda p: p.relative_to(ROOT).as_posix())
@@ -179,10 +179,9 @@ def _leaves(section) -> list[str]:
 def test_model_section_matches_from_pretrained():
     # The model section is the arguments of TextClassifier.from_pretrained; a new argument there
     # must get a config field here (and the other way round), or recipes silently lose it.
-    from nlp_transfer.run_config import ModelSection
-    from nlp_transfer.text import TextClassifier
-
-    from nlp_transfer.vision import ImageClassifier
+    from nlp_transfer.classifiers.image import ImageClassifier
+    from nlp_transfer.classifiers.text import TextClassifier
+    from nlp_transfer.config.run import ModelSection
 
     def parameters(cls) -> set[str]:
         return set(inspect.signature(cls.from_pretrained).parameters) - {"name_or_path", "strategy_options", "strategy", "seed"}
@@ -193,7 +192,7 @@ def test_model_section_matches_from_pretrained():
 
 
 def test_loading_a_config_does_not_import_torch():
-    code = ("import sys; from nlp_transfer.run_config import load_config, resolve; "
+    code = ("import sys; from nlp_transfer.config.run import load_config, resolve; "
             "resolve(load_config('configs/offline/minilm-intents-lora.yaml', ['train.epochs=2'])); "
             "from nlp_transfer import cli; cli._parser(); "
             "assert 'torch' not in sys.modules and 'transformers' not in sys.modules, 'heavy import'")

@@ -11,14 +11,13 @@ import random
 
 import numpy as np
 import pytest
-
 from conftest import WORDS, pair_rows, sentiment_rows
+
 from nlp_transfer import TextClassifier
-from nlp_transfer.config import DataConfig
-from nlp_transfer.data import LengthGroupedBatchSampler, SortedBatchSampler, TextColumns, read_table, split_validation
+from nlp_transfer.config.settings import DataConfig
+from nlp_transfer.data.batching import LengthGroupedBatchSampler, SortedBatchSampler
+from nlp_transfer.data.tables import TextColumns, read_table, split_validation
 from nlp_transfer.errors import DataError
-
-
 
 # Texts that trip naive readers: separators, quotes, a newline, non-ASCII, and values that
 # pandas would turn into NaN or numbers by default.
@@ -216,7 +215,7 @@ def test_stratified_split_keeps_the_class_proportions():
 
 def test_stratified_split_names_classes_left_out_of_validation(caplog):
     columns = _imbalanced({"a": 20, "b": 20, "lonely": 1})
-    with caplog.at_level("WARNING", logger="nlp_transfer.data"):
+    with caplog.at_level("WARNING", logger="nlp_transfer.data.tables"):
         train, held = split_validation(columns, 0.1, seed=0, stratify=True)
     assert "lonely" in train.labels and "lonely" not in held.labels  # its one example stays in training
     assert [r.getMessage() for r in caplog.records if "lonely" in r.getMessage()], caplog.text
@@ -288,7 +287,7 @@ def test_sorted_batch_sampler_covers_every_index_once():
 
 
 def test_fit_reshuffles_the_training_batches_every_epoch(model_dirs, monkeypatch):
-    import nlp_transfer.classifier as classifier
+    import nlp_transfer.classifiers.base as classifier
 
     seen: list[list[list[int]]] = []
 
@@ -341,7 +340,7 @@ def test_predict_a_single_string_with_a_full_stop_inside(model_dirs):
 
 # --------------------------------------------------------------------------- image arrays
 def _pixels(array) -> np.ndarray:
-    from nlp_transfer.images import open_rgb
+    from nlp_transfer.data.images import open_rgb
 
     return np.asarray(open_rgb(array))
 
@@ -362,7 +361,7 @@ def test_image_arrays_are_scaled_by_dtype_not_stretched():
     (np.full((8, 8), 300, dtype=np.int32), "Convert to uint8"),
 ])
 def test_image_arrays_out_of_range_fail_when_read(array, fix):
-    from nlp_transfer.images import ImageColumns
+    from nlp_transfer.data.images import ImageColumns
 
     with pytest.raises(DataError) as error:
         ImageColumns.from_source(([array, array], ["a", "b"]), DataConfig(), where="train", need_labels=True)

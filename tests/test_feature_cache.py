@@ -7,8 +7,8 @@ import logging
 import numpy as np
 import pytest
 import torch
-
 from conftest import sentiment_rows
+
 from nlp_transfer import TextClassifier
 
 
@@ -75,7 +75,7 @@ def test_a_damaged_cache_file_is_encoded_again(model_dirs, tmp_path, caplog):
 
 
 def test_memory_only_writes_nothing_and_the_default_folder_is_used_otherwise(model_dirs):
-    from nlp_transfer.features import default_cache_dir
+    from nlp_transfer.training.features import default_cache_dir
 
     folder = default_cache_dir()  # the session's private folder (conftest sets NLP_TRANSFER_CACHE)
     before = set(folder.glob("*.safetensors")) if folder.exists() else set()

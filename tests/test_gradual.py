@@ -15,7 +15,8 @@ import torch
 from conftest import interrupted_after_saves, sentiment_rows
 from torch import nn
 
-from nlp_transfer import TextClassifier, engine
+from nlp_transfer import TextClassifier
+from nlp_transfer.training import engine
 from nlp_transfer.errors import ConfigError
 
 LAYER = "backbone.encoder.encoder.layer.{}."
@@ -146,7 +147,7 @@ def test_a_second_fit_starts_over_from_the_head(model_dirs, recorder):
 
 
 def test_restoring_the_best_epoch_restores_layers_unfrozen_after_it(model_dirs, monkeypatch):
-    from nlp_transfer import classifier
+    from nlp_transfer.classifiers import base as classifier
 
     clf = gradual(model_dirs, labels=["neg", "pos"])
     initial = {n: p.detach().clone() for n, p in clf.model.named_parameters() if not n.startswith("head.")}
@@ -179,7 +180,7 @@ def test_bad_options_are_config_errors(model_dirs, options, message):
 
 
 def test_run_config_has_a_gradual_section():
-    from nlp_transfer.run_config import defaults_yaml, load_config, resolve
+    from nlp_transfer.config.run import defaults_yaml, load_config, resolve
 
     config = load_config(None, ["strategy.name=gradual", "strategy.gradual.groups_per_epoch=2"])
     assert config.strategy.options() == {"groups_per_epoch": 2, "layer_lr_decay": 0.9}
@@ -192,7 +193,7 @@ def test_run_config_has_a_gradual_section():
 
 def test_any_backbone_with_stem_and_blocks():
     """The contract alone decides the groups: a ResNet-like backbone (stem, 4 stages, a final norm)."""
-    from nlp_transfer.model import TransferModel
+    from nlp_transfer.modeling.transfer_model import TransferModel
     from nlp_transfer.strategies import make_strategy
 
     class Stages(nn.Module):

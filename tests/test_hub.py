@@ -15,11 +15,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
-
 from conftest import sentiment_rows
+
 from nlp_transfer import TextClassifier
 from nlp_transfer.cli import main
-from nlp_transfer.hub import HubError
+from nlp_transfer.storage.hub import HubError
 
 TOKEN = "hf_SECRETtokenSHOULDneverLEAK123"
 TEXTS = ["a great film", "awful plot", "boring story", "superb acting"]
@@ -198,8 +198,8 @@ def test_push_command_of_a_run_folder(model_dirs, hub, tmp_path, capsys):
 
 
 def test_push_to_hub_without_a_repo_id_is_a_config_error():
+    from nlp_transfer.config.run import load_config
     from nlp_transfer.errors import ConfigError
-    from nlp_transfer.run_config import load_config
 
     with pytest.raises(ConfigError, match="hub_model_id"):
         load_config(None, ["output.push_to_hub=true"])
@@ -214,8 +214,8 @@ def test_every_saved_model_has_a_card(model_dirs, tmp_path):
 
 
 def test_card_names_a_hub_base_model_dataset_and_results():
-    from nlp_transfer.card import model_card
-    from nlp_transfer.saving import ModelMetadata
+    from nlp_transfer.storage.card import model_card
+    from nlp_transfer.storage.model_folder import ModelMetadata
 
     meta = ModelMetadata(modality="text", layout="adapter", base_model="google-bert/bert-base-uncased", model_type="bert",
                          task="single_label", labels=["negative", "positive"], num_outputs=2, threshold=0.5,
@@ -315,7 +315,7 @@ def _cache_plain_model(cache: Path, repo_id: str) -> None:
 def test_a_repo_without_our_metadata_is_a_plain_model(monkeypatch, empty_cache):
     from huggingface_hub.errors import RemoteEntryNotFoundError
 
-    from nlp_transfer.hub import download_if_ours
+    from nlp_transfer.storage.hub import download_if_ours
 
     _failing_download(monkeypatch, lambda: RemoteEntryNotFoundError("404 nlp_transfer.json", response=_http(404)))
     assert download_if_ours("me/plain") is None
@@ -333,7 +333,7 @@ def test_a_repo_without_our_metadata_is_a_plain_model(monkeypatch, empty_cache):
     (lambda: _unreachable(ConnectionError(f"connection refused token={TOKEN}")), "Could not reach the Hub"),
 ], ids=["missing", "gated", "forbidden", "unauthorized", "connection"])
 def test_hub_failures_are_hub_errors_naming_the_cause(monkeypatch, empty_cache, make_error, expected):
-    from nlp_transfer.hub import download_if_ours
+    from nlp_transfer.storage.hub import download_if_ours
 
     monkeypatch.setenv("HF_TOKEN", TOKEN)
     _failing_download(monkeypatch, make_error)
@@ -346,7 +346,7 @@ def test_hub_failures_are_hub_errors_naming_the_cause(monkeypatch, empty_cache, 
 
 
 def test_unreachable_hub_with_a_cached_plain_model_loads_from_the_cache(monkeypatch, empty_cache):
-    from nlp_transfer.hub import download_if_ours
+    from nlp_transfer.storage.hub import download_if_ours
 
     _cache_plain_model(empty_cache, "me/cached")
     _failing_download(monkeypatch, lambda: _unreachable(ConnectionError("connection refused")))
@@ -357,7 +357,7 @@ def test_offline_uses_the_cache_and_says_when_a_repo_is_not_there(monkeypatch, e
     # The real client in offline mode: no fake download here.
     import huggingface_hub.constants
 
-    from nlp_transfer.hub import download_if_ours
+    from nlp_transfer.storage.hub import download_if_ours
 
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
     _cache_plain_model(empty_cache, "me/cached")

@@ -5,7 +5,7 @@ import time
 import numpy as np
 import pytest
 
-from nlp_transfer.memory import PeakMemory, current_rss_bytes
+from nlp_transfer.training.memory import PeakMemory, current_rss_bytes
 
 
 def test_peak_covers_a_short_lived_allocation():

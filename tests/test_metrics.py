@@ -1,4 +1,4 @@
-"""Tests for nlp_transfer.metrics and the bundled evaluate modules (offline, hand-computed values)."""
+"""Tests for nlp_transfer.training.metrics and the bundled evaluate modules (offline, hand-computed values)."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ import warnings
 import numpy as np
 import pytest
 
-from nlp_transfer import metrics
-from nlp_transfer.metrics import (
+from nlp_transfer.training import metrics
+from nlp_transfer.training.metrics import (
     BUNDLED_METRICS,
     PRIMARY_METRIC,
     MetricLoadError,

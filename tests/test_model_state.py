@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 import torch
 from conftest import IMAGE_SIZE, sentiment_rows, square_images
+from test_hub import hub  # noqa: F401  (the fake Hub fixture: only the network is replaced)
 
 from nlp_transfer import ImageClassifier, TextClassifier
-from nlp_transfer.classifier import Classifier
-from test_hub import hub  # noqa: F401  (the fake Hub fixture: only the network is replaced)
+from nlp_transfer.classifiers.base import Classifier
 
 
 @contextmanager
@@ -120,6 +120,7 @@ def test_the_launchers_precision_is_used_unless_the_config_sets_one(model_dirs, 
     import json
 
     from conftest import sentiment_rows
+
     from nlp_transfer import load_config, train
 
     monkeypatch.setenv("ACCELERATE_MIXED_PRECISION", "bf16")
@@ -263,9 +264,8 @@ def test_the_saved_tokenizer_cuts_long_texts_where_predict_does(model_dirs, tmp_
 
 @pytest.mark.parametrize("pooling", ["cls", "mean"])  # cls + full: the transformers layout; mean: encoder + head
 def test_regression_targets_far_from_zero_are_learnt_and_saved_in_the_users_units(model_dirs, tmp_path, pooling):
-    from transformers import AutoModelForSequenceClassification, AutoTokenizer
-
     from conftest import regression_rows
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
     shift = lambda rows: [{**r, "label": 1000.0 + 50.0 * r["label"]} for r in rows]  # noqa: E731
     train, test = shift(regression_rows(96)), shift(regression_rows(32, seed=1))

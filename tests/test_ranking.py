@@ -9,11 +9,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-
 from conftest import sentiment_rows
+
 from nlp_transfer import Candidate, TextClassifier, rank_backbones
 from nlp_transfer.errors import ConfigError
-from nlp_transfer.transferability import _as_arrays, _maximise, linear_probe_accuracy, log_evidence, logme
+from nlp_transfer.selection.transferability import _as_arrays, _maximise, linear_probe_accuracy, log_evidence, logme
 
 
 # ----------------------------------------------------------------- LogME
@@ -96,7 +96,7 @@ def test_a_bad_candidate_names_the_option_and_the_valid_ones(spec, message):
 
 
 def test_a_candidate_listed_twice_is_an_error():
-    from nlp_transfer.ranking import parse_candidates
+    from nlp_transfer.selection.ranking import parse_candidates
 
     with pytest.raises(ConfigError, match="listed twice"):
         parse_candidates("bert@cls,bert@cls")
@@ -280,8 +280,8 @@ def test_compare_warns_when_transfer_does_not_beat_the_control(model_dirs, tmp_p
 def test_a_learnt_backbone_beats_the_majority_baseline_without_a_warning(learnt_model, tmp_path):
     from test_cli import TINY, _write_data
 
-    from nlp_transfer.comparison import compare
-    from nlp_transfer.run_config import load_config
+    from nlp_transfer.config.run import load_config
+    from nlp_transfer.selection.comparison import compare
 
     data = _write_data(tmp_path / "data")
     config = load_config(TINY, _overrides(learnt_model, data, tmp_path / "cmp", "train.epochs=4"))
@@ -307,8 +307,8 @@ def test_training_the_random_twin_says_nothing_was_transferred(model_dirs, tmp_p
 def test_comparing_strategies_on_the_random_twin_flags_every_one(model_dirs, tmp_path):
     from test_cli import TINY, _write_data
 
-    from nlp_transfer.comparison import compare
-    from nlp_transfer.run_config import load_config
+    from nlp_transfer.config.run import load_config
+    from nlp_transfer.selection.comparison import compare
 
     data = _write_data(tmp_path / "data")
     config = load_config(TINY, _overrides(model_dirs["bert"], data, tmp_path / "cmp", "model.random_init=true"))

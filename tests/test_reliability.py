@@ -9,8 +9,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from conftest import sentiment_rows
+
 from nlp_transfer import TextClassifier
 from nlp_transfer.errors import DataError, ModelLoadError, NLPTransferError
 
@@ -65,7 +65,7 @@ def test_long_texts_warn_once(model_dirs, caplog):
 
 
 def test_full_disk_during_save_keeps_the_previous_model(model_dirs, tmp_path, monkeypatch):
-    import nlp_transfer.text as text
+    import nlp_transfer.classifiers.text as text
 
     clf, folder = _saved(model_dirs, tmp_path)
     before = clf.predict_proba(TEXTS)

@@ -23,8 +23,8 @@ def _run(*args: str) -> subprocess.CompletedProcess:
 
 
 def _same_result(first: Path, second: Path) -> None:
-    from safetensors.torch import load_file
     import torch
+    from safetensors.torch import load_file
 
     a, b = load_file(str(first / "weights.safetensors")), load_file(str(second / "weights.safetensors"))
     assert a.keys() == b.keys()
@@ -99,9 +99,10 @@ def test_kill_during_a_checkpoint_write_resumes_from_the_previous_one(model_dirs
 
 @pytest.mark.parametrize("strategy", ["feature_extraction", "lora"])
 def test_resume_is_exact_for_frozen_and_adapter_strategies(model_dirs, tmp_path, strategy):
-    from nlp_transfer import TextClassifier
-    from conftest import interrupted_after_saves, sentiment_rows
     import numpy as np
+    from conftest import interrupted_after_saves, sentiment_rows
+
+    from nlp_transfer import TextClassifier
 
     settings = dict(epochs=2, batch_size=8, learning_rate=3e-3, load_best_model_at_end=False, save_steps=3)
 
@@ -119,9 +120,10 @@ def test_resume_is_exact_for_frozen_and_adapter_strategies(model_dirs, tmp_path,
 
 
 def test_resume_with_a_checkpoint_of_another_run_is_refused(model_dirs, tmp_path):
+    from conftest import sentiment_rows
+
     from nlp_transfer import TextClassifier
     from nlp_transfer.errors import ConfigError
-    from conftest import sentiment_rows
 
     clf = TextClassifier.from_pretrained(model_dirs["bert"], strategy="full", pooling="mean")
     clf.fit(sentiment_rows(32), epochs=1, checkpoint_dir=str(tmp_path))
@@ -132,9 +134,10 @@ def test_resume_with_a_checkpoint_of_another_run_is_refused(model_dirs, tmp_path
 
 
 def test_resume_without_a_checkpoint_says_so(model_dirs, tmp_path):
+    from conftest import sentiment_rows
+
     from nlp_transfer import TextClassifier
     from nlp_transfer.errors import ConfigError
-    from conftest import sentiment_rows
 
     clf = TextClassifier.from_pretrained(model_dirs["bert"], strategy="full", pooling="mean")
     with pytest.raises(ConfigError, match="Nothing to resume"):

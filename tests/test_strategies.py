@@ -115,7 +115,7 @@ def test_partial_keeps_frozen_layers_in_eval_mode(model_dirs):
 
 
 def test_optimizer_receives_only_trainable_parameters(model_dirs, monkeypatch):
-    from nlp_transfer import classifier
+    from nlp_transfer.classifiers import base as classifier
 
     seen = {}
     original = classifier.train_loop

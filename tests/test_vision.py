@@ -149,8 +149,8 @@ def test_loss_decreases_on_learnable_images(resnet_dir):
 
 
 def test_images_get_cnn_defaults_not_the_text_ones(resnet_dir):
-    from nlp_transfer.config import STRATEGY_DEFAULTS, VISION_STRATEGY_DEFAULTS
-    from nlp_transfer.run_config import load_config, resolve
+    from nlp_transfer.config.run import load_config, resolve
+    from nlp_transfer.config.settings import STRATEGY_DEFAULTS, VISION_STRATEGY_DEFAULTS
 
     for strategy, defaults in VISION_STRATEGY_DEFAULTS.items():
         config = resolve(load_config(None, ["model.type=vision", f"model.name_or_path={resnet_dir}",
@@ -288,8 +288,8 @@ def test_cli_train_evaluate_predict_on_an_image_folder(resnet_dir, tmp_path, cap
 
 
 def test_vision_config_needs_a_vision_model():
+    from nlp_transfer.config.run import load_config
     from nlp_transfer.errors import ConfigError
-    from nlp_transfer.run_config import load_config
 
     with pytest.raises(ConfigError, match="timm model"):
         load_config(None, ["model.type=vision"])
@@ -297,7 +297,7 @@ def test_vision_config_needs_a_vision_model():
 
 @pytest.mark.slow
 def test_digits_demo_every_strategy_beats_scratch(tmp_path):
-    from nlp_transfer.vision_demo import run_vision_demo
+    from nlp_transfer.demos.vision import run_vision_demo
 
     report = run_vision_demo(tmp_path / "demo")
     compared = json.loads((tmp_path / "demo" / "transfer" / "compare.json").read_text())
@@ -326,8 +326,8 @@ def test_image_regression_and_multi_label(resnet_dir, tmp_path):
     regressor = make(resnet_dir, "full", task="regression")
     regressor.fit((images, brightness), **{**FAST, "epochs": 8, "learning_rate": 1e-2, "head_learning_rate": 1e-2})
     assert regressor.evaluate((images, brightness))["pearson"] > 0.7
-    from nlp_transfer.card import model_card
-    from nlp_transfer.saving import read_metadata
+    from nlp_transfer.storage.card import model_card
+    from nlp_transfer.storage.model_folder import read_metadata
 
     scores = regressor.evaluate((images, brightness))
     card = model_card(read_metadata(regressor.save(tmp_path / "regressor")), results={"train": scores})

@@ -7,10 +7,11 @@ extraction, partial, full and LoRA code drive a BERT or a ResNet.
 
 from __future__ import annotations
 
-from typing import Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
-import torch
-from torch import nn
+if TYPE_CHECKING:  # the contract costs no torch import: config reads the default model's name from here
+    import torch
+    from torch import nn
 
 __all__ = ["Backbone"]
 

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import inspect
 import json
-from contextlib import contextmanager
 import logging
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -17,8 +17,8 @@ from typing import Literal
 import torch
 from torch import nn
 
-from ..config import DataConfig
-from ..errors import ConfigError, ModelLoadError, StrategyError, did_you_mean
+from nlp_transfer.config.settings import DataConfig
+from nlp_transfer.errors import ConfigError, ModelLoadError, StrategyError, did_you_mean
 
 __all__ = ["TextBackbone", "NativeHead", "NATIVE_HEADS", "LORA_TARGETS", "load_text_backbone", "default_pooling",
            "check_max_length"]
@@ -216,7 +216,7 @@ def load_text_backbone(
     from safetensors import SafetensorError
     from transformers import AutoConfig, AutoModel, AutoTokenizer
 
-    from ..embedded import install_hint, local_model
+    from nlp_transfer.backbones.embedded import install_hint, local_model
 
     source = local_model(name_or_path) or name_or_path
     if source != name_or_path:

@@ -19,7 +19,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..errors import ModelLoadError, StrategyError, did_you_mean
+from nlp_transfer.errors import ModelLoadError, StrategyError, did_you_mean
 
 __all__ = ["VisionBackbone", "load_vision_backbone", "timm_config", "TIMM_CONFIG_FILE", "TIMM_WEIGHTS_FILE"]
 
@@ -198,7 +198,7 @@ def _load_local(path: Path, architecture: str | None, random_init: bool, allow_p
 def _load_weights(encoder: nn.Module, weights: Path) -> None:
     """Weights into a classifier-less timm model; a saved classifier (timm's own head) is left out."""
     if weights.suffix == ".safetensors":
-        from ..saving import load_tensors
+        from nlp_transfer.storage.model_folder import load_tensors
 
         state = load_tensors(weights)
     else:  # pickle allowed by the caller: tensors only, never arbitrary objects

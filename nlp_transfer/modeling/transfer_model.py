@@ -7,8 +7,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from .heads import ClassificationHead
-from .tasks import Task
+from nlp_transfer.modeling.heads import ClassificationHead
+from nlp_transfer.tasks import Task
 
 __all__ = ["TransferModel"]
 

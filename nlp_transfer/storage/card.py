@@ -11,7 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from .saving import ModelMetadata
+from nlp_transfer.storage.model_folder import ModelMetadata
 
 __all__ = ["model_card"]
 

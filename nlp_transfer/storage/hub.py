@@ -14,9 +14,9 @@ import logging
 import os
 from pathlib import Path
 
-from .embedded import install_hint
-from .errors import NLPTransferError
-from .saving import METADATA_FILE
+from nlp_transfer.backbones.embedded import install_hint
+from nlp_transfer.errors import NLPTransferError
+from nlp_transfer.storage.model_folder import METADATA_FILE
 
 __all__ = ["HubError", "push_folder", "download_if_ours", "warn_if_base_is_local"]
 

@@ -27,7 +27,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from .errors import ConfigError
+from nlp_transfer.errors import ConfigError
 
 __all__ = ["check_output_folder", "staged_run_folder", "write_json", "write_jsonl", "environment",
            "find_model_folder"]
@@ -55,7 +55,7 @@ def staged_run_folder(path: Path) -> Iterator[Path]:
 
     Under several processes every rank enters; the main process alone creates and moves folders.
     """
-    from .engine import process_state
+    from nlp_transfer.training.engine import process_state
 
     state = process_state()
     staging = path.parent / f".{path.name}.incomplete"
@@ -131,8 +131,8 @@ def environment(num_processes: int, mixed_precision: str) -> dict[str, Any]:
 
 def find_model_folder(run_or_model: str | Path) -> Path:
     """The model folder of a run folder, or the folder itself when it is a saved model."""
-    from .errors import ModelLoadError
-    from .saving import METADATA_FILE
+    from nlp_transfer.errors import ModelLoadError
+    from nlp_transfer.storage.model_folder import METADATA_FILE
 
     path = Path(run_or_model)
     for candidate in (path / "model", path):

@@ -15,9 +15,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .embedded import BUNDLED_DATASETS, bundled_dataset
-from .errors import DataError, did_you_mean
-from .run_config import DataSection
+from nlp_transfer.backbones.embedded import BUNDLED_DATASETS, bundled_dataset
+from nlp_transfer.config.run import DataSection
+from nlp_transfer.errors import DataError, did_you_mean
 
 __all__ = ["Splits", "load_splits", "resolve_data"]
 

@@ -18,15 +18,15 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from .config import DataConfig, TrainingConfig, build, check_threshold, resolve_training
-from .engine import TrainingHistory, make_accelerator, run_inference, train_loop
-from .errors import ConfigError, DataError, NLPTransferError, did_you_mean
-from .features import FeatureCache, FeatureDataset, default_cache_dir, encode_features
-from .data import FeatureCollator, LengthGroupedBatchSampler, SortedBatchSampler
-from .heads import ClassificationHead, HeadConfig
-from .model import TransferModel
-from .strategies import Strategy, make_strategy, parameter_groups
-from .tasks import Task, check_learnable, infer_labels
+from nlp_transfer.config.settings import DataConfig, TrainingConfig, build, check_threshold, resolve_training
+from nlp_transfer.data.batching import FeatureCollator, LengthGroupedBatchSampler, SortedBatchSampler
+from nlp_transfer.errors import ConfigError, DataError, NLPTransferError, did_you_mean
+from nlp_transfer.modeling.heads import ClassificationHead, HeadConfig
+from nlp_transfer.modeling.transfer_model import TransferModel
+from nlp_transfer.strategies import Strategy, make_strategy, parameter_groups
+from nlp_transfer.tasks import Task, check_learnable, infer_labels
+from nlp_transfer.training.engine import TrainingHistory, make_accelerator, run_inference, train_loop
+from nlp_transfer.training.features import FeatureCache, FeatureDataset, default_cache_dir, encode_features
 
 __all__ = ["Classifier"]
 
@@ -203,14 +203,14 @@ class Classifier:
         train_loader = DataLoader(train_set, collate_fn=collate, batch_sampler=LengthGroupedBatchSampler(
             train_set.lengths, resolved.batch_size, resolved.seed, group=resolved.group_by_length))
         eval_loader = self._eval_loader(eval_set, resolved.eval_batch_size, collate) if eval_set is not None else None
-        from .metrics import greater_is_better
+        from nlp_transfer.training.metrics import greater_is_better
 
         self.strategy.apply(model)  # every fit starts from the strategy's first state (gradual unfreezing starts over)
         groups = lambda: parameter_groups(model, self.strategy, resolved.learning_rate,  # noqa: E731
                                           resolved.head_learning_rate, resolved.weight_decay)
         checkpointer = None
         if resolved.checkpoint_dir:
-            from .checkpoints import Checkpointer
+            from nlp_transfer.training.checkpoints import Checkpointer
 
             checkpointer = Checkpointer(resolved.checkpoint_dir, accelerator, resolved.save_total_limit)
         history = train_loop(model, groups, train_loader, eval_loader, resolved, self._score(resolved.extra_metrics),
@@ -304,10 +304,10 @@ class Classifier:
         """
         import tempfile
 
-        from .card import model_card
-        from .engine import process_state
-        from .hub import push_folder, warn_if_base_is_local
-        from .saving import read_metadata
+        from nlp_transfer.storage.card import model_card
+        from nlp_transfer.storage.hub import push_folder, warn_if_base_is_local
+        from nlp_transfer.storage.model_folder import read_metadata
+        from nlp_transfer.training.engine import process_state
 
         with tempfile.TemporaryDirectory() as tmp:
             folder = self.save(Path(tmp) / "model", merge_lora=merge_lora)
@@ -409,7 +409,7 @@ class Classifier:
         return strategy
 
     def _set_head_weights(self, state: dict[str, torch.Tensor], folder: Path) -> None:
-        from .errors import ModelLoadError
+        from nlp_transfer.errors import ModelLoadError
 
         try:
             self._require_model().head.load_state_dict(state)
@@ -432,7 +432,7 @@ class Classifier:
 
     def _train_and_eval_examples(self, train: Any, eval_data: Any, settings: TrainingConfig, data_config: DataConfig):
         """Read and check all data; only then adopt its labels and column settings."""
-        from .data import split_validation
+        from nlp_transfer.data.tables import split_validation
 
         train_ex = self._examples(train, data_config, "train", need_labels=True)
         eval_ex = None
@@ -450,7 +450,7 @@ class Classifier:
         return train_ex, eval_ex
 
     def _check_best_metric(self, settings: TrainingConfig, has_eval: bool) -> str:
-        from .metrics import METRIC_NAMES, PRIMARY_METRIC, load_metric
+        from nlp_transfer.training.metrics import METRIC_NAMES, PRIMARY_METRIC, load_metric
 
         for name in settings.extra_metrics:  # a metric that cannot load fails now, not after an epoch
             load_metric(name, "multilabel" if self.task.name == "multi_label" else None)
@@ -465,7 +465,7 @@ class Classifier:
         return metric
 
     def _score(self, extra: Sequence[str]):
-        from .metrics import compute_metrics
+        from nlp_transfer.training.metrics import compute_metrics
 
         def score(logits: np.ndarray, targets: np.ndarray) -> dict[str, Any]:
             target_tensor = torch.as_tensor(targets)

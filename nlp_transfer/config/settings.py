@@ -18,7 +18,7 @@ import typing
 from dataclasses import dataclass, field
 from typing import Any, Literal, TypeVar
 
-from .errors import ConfigError, did_you_mean
+from nlp_transfer.errors import ConfigError, did_you_mean
 
 __all__ = [
     "TrainingConfig",

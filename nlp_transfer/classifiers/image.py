@@ -20,15 +20,23 @@ from typing import Any, Literal
 
 import torch
 
-from .backbones.vision import TIMM_WEIGHTS_FILE, VisionBackbone, load_vision_backbone
-from .card import model_card
-from .classifier import Classifier
-from .config import DataConfig
-from .errors import ConfigError, ModelLoadError, did_you_mean
-from .images import ImageCollator, ImageColumns, ImageDataset, make_transform
-from .saving import METADATA_FILE, ModelMetadata, load_adapter, load_tensors, read_metadata, save_tensors, write_folder
-from .strategies import make_strategy
-from .tasks import get_task
+from nlp_transfer.backbones.vision import TIMM_WEIGHTS_FILE, VisionBackbone, load_vision_backbone
+from nlp_transfer.classifiers.base import Classifier
+from nlp_transfer.config.settings import DataConfig
+from nlp_transfer.data.images import ImageCollator, ImageColumns, ImageDataset, make_transform
+from nlp_transfer.errors import ConfigError, ModelLoadError, did_you_mean
+from nlp_transfer.storage.card import model_card
+from nlp_transfer.storage.model_folder import (
+    METADATA_FILE,
+    ModelMetadata,
+    load_adapter,
+    load_tensors,
+    read_metadata,
+    save_tensors,
+    write_folder,
+)
+from nlp_transfer.strategies import make_strategy
+from nlp_transfer.tasks import get_task
 
 __all__ = ["ImageClassifier"]
 
@@ -87,7 +95,7 @@ class ImageClassifier(Classifier):
         name_or_path = str(name_or_path)
         saved = Path(name_or_path) if (Path(name_or_path) / METADATA_FILE).is_file() else None
         if saved is None and not Path(name_or_path).exists():
-            from .hub import download_if_ours
+            from nlp_transfer.storage.hub import download_if_ours
 
             saved = download_if_ours(name_or_path.removeprefix("hf-hub:"))  # pushed by nlp_transfer: labels and all
         if saved is not None:
@@ -163,7 +171,7 @@ class ImageClassifier(Classifier):
             (folder / METADATA_FILE).write_text(metadata.to_json(), encoding="utf-8")
             (folder / "README.md").write_text(model_card(metadata), encoding="utf-8")
 
-        from .engine import process_state
+        from nlp_transfer.training.engine import process_state
 
         state = process_state()
         if state.is_main_process:
@@ -233,7 +241,7 @@ class ImageClassifier(Classifier):
         self._set_head_weights(state, folder)
 
     def _metadata(self, layout: str, merged: bool) -> ModelMetadata:
-        from . import __version__
+        from nlp_transfer import __version__
 
         strategy = self._strategy_record(merged)
         backbone = {"architecture": self.backbone.architecture, "model_args": self.backbone.model_args,

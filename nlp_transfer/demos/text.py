@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .run_config import RunConfig
+from nlp_transfer.config.run import RunConfig
 
 __all__ = ["DEMO_CONFIG", "DEMO_SENTENCES", "run_demo"]
 
@@ -26,9 +26,9 @@ DEMO_SENTENCES = (
 
 def run_demo(config: RunConfig) -> str:
     """Run the comparison; return the report to show (table, best model, predictions)."""
-    from .api import predict
-    from .comparison import compare
-    from .runs import find_model_folder
+    from nlp_transfer.api import predict
+    from nlp_transfer.selection.comparison import compare
+    from nlp_transfer.storage.run_folder import find_model_folder
 
     comparison = compare(config)
     best_folder = find_model_folder(comparison.path)

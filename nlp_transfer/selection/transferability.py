@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from .errors import DataError
+from nlp_transfer.errors import DataError
 
 __all__ = ["logme", "log_evidence", "linear_probe_accuracy"]
 

@@ -38,7 +38,7 @@ from typing import Any, Literal, get_args
 
 import numpy as np
 
-from .errors import ConfigError, DataError, did_you_mean
+from nlp_transfer.errors import ConfigError, DataError, did_you_mean
 
 __all__ = ["Candidate", "CandidateScore", "Ranking", "rank_backbones", "rank_from_config", "parse_candidates"]
 
@@ -217,8 +217,8 @@ def rank_from_config(config: Any, candidates: str | Sequence[str | Candidate] | 
 
     Without `candidates`, the config's own model is ranked against its random twin.
     """
-    from .api import as_config
-    from .sources import load_splits
+    from nlp_transfer.api import as_config
+    from nlp_transfer.data.sources import load_splits
 
     config = as_config(config, overrides)
     if candidates is None:
@@ -236,8 +236,8 @@ def rank_from_config(config: Any, candidates: str | Sequence[str | Candidate] | 
 
 def write_ranking(ranking: Ranking, folder: Path) -> Ranking:
     """rank.json, rank.md and rank.png in `folder` (created; other files there are left alone)."""
-    from .report import plot_ranking
-    from .runs import write_json
+    from nlp_transfer.selection.charts import plot_ranking
+    from nlp_transfer.storage.run_folder import write_json
 
     folder.mkdir(parents=True, exist_ok=True)
     write_json(folder / "rank.json", ranking.to_dict())
@@ -250,9 +250,9 @@ def write_ranking(ranking: Ranking, folder: Path) -> Ranking:
 def _sample(train: Any, text_column: str, pair_column: str | None, label_column: str, max_samples: int | None,
             seed: int) -> tuple[list[dict[str, Any]], np.ndarray, int]:
     """A seeded sample of the labelled rows (only the columns the encoder needs) and class ids."""
-    from .config import DataConfig
-    from .data import TextColumns, read_table
-    from .tasks import get_task, infer_labels
+    from nlp_transfer.config.settings import DataConfig
+    from nlp_transfer.data.tables import TextColumns, read_table
+    from nlp_transfer.tasks import get_task, infer_labels
 
     config = DataConfig(text_column=text_column, text_pair_column=pair_column, label_column=label_column)
     examples = TextColumns.from_table(read_table(train, "train"), config, "train", need_labels=True)
@@ -271,8 +271,8 @@ def _sample(train: Any, text_column: str, pair_column: str | None, label_column:
 def _score(candidate: Candidate, rows: list[dict[str, Any]], ids: np.ndarray, *, max_length: int, folds: int, seed: int,
            feature_cache_dir: str | None, pool_layers: int | None, target: Target, added: bool,
            **columns: Any) -> CandidateScore:
-    from .text import TextClassifier
-    from .transferability import linear_probe_accuracy, logme
+    from nlp_transfer.classifiers.text import TextClassifier
+    from nlp_transfer.selection.transferability import linear_probe_accuracy, logme
 
     started = time.perf_counter()
     # Mean of the top 4 layers by default (feature extraction's readout): on SST-2 and TREC it ranked
@@ -304,7 +304,7 @@ def _with_warnings(candidates: list[Candidate], scores: list[CandidateScore], ta
         same_depth = [(c, s) for c, s in mine if c.layers == candidate.layers]
         reference = max(same_depth or mine, key=lambda pair: pair[1].logme, default=None)
         if not candidate.random and reference is not None:
-            from .negative_transfer import twin_warning
+            from nlp_transfer.selection.negative_transfer import twin_warning
 
             warning = twin_warning(score.candidate, score.logme, reference[1].candidate, reference[1].logme,
                                    pooling_matters=target == "feature_extraction")

@@ -35,12 +35,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .api import RunResult, as_config, fit_run, write_run
-from .config import STRATEGY_OPTIONS
-from .errors import ConfigError, did_you_mean
-from .negative_transfer import baseline_warning, majority_baseline, random_init_warning, scratch_warning
-from .report import plot_comparison
-from .run_config import RunConfig, resolve
+from nlp_transfer.api import RunResult, as_config, fit_run, write_run
+from nlp_transfer.config.run import RunConfig, resolve
+from nlp_transfer.config.settings import STRATEGY_OPTIONS
+from nlp_transfer.errors import ConfigError, did_you_mean
+from nlp_transfer.selection.charts import plot_comparison
+from nlp_transfer.selection.negative_transfer import (
+    baseline_warning,
+    majority_baseline,
+    random_init_warning,
+    scratch_warning,
+)
 
 __all__ = ["compare", "Comparison", "StrategyScore", "SCRATCH", "DEFAULT_STRATEGIES"]
 
@@ -146,10 +151,10 @@ class Comparison:
 def compare(config: RunConfig | str | Path, strategies: Sequence[str] = DEFAULT_STRATEGIES,
             overrides: Sequence[str] = (), output_dir: str | Path | None = None) -> Comparison:
     """Train each strategy (and the scratch control) on the configured data; write and return the table."""
-    from .engine import process_state
-    from .metrics import PRIMARY_METRIC, greater_is_better
-    from .runs import check_output_folder, staged_run_folder, write_json
-    from .sources import load_splits
+    from nlp_transfer.data.sources import load_splits
+    from nlp_transfer.storage.run_folder import check_output_folder, staged_run_folder, write_json
+    from nlp_transfer.training.engine import process_state
+    from nlp_transfer.training.metrics import PRIMARY_METRIC, greater_is_better
 
     base = as_config(config, overrides)
     _check_names(strategies)
@@ -207,7 +212,7 @@ def variant(base: RunConfig, strategy: str, run_name: str, folder: Path) -> RunC
 
 
 def _title(config: RunConfig, splits) -> str:
-    from .data import read_table
+    from nlp_transfer.data.tables import read_table
 
     model = config.model.name_or_path.rstrip("/").rsplit("/", 1)[-1]
     data = config.data.dataset or Path(str(config.data.train)).stem
@@ -243,7 +248,7 @@ def _add_warnings_to_runs(folder: Path, rows: list[StrategyScore]) -> None:
     """Each warned strategy's metrics.json gets its warning too (its run was written before the control ran)."""
     import json
 
-    from .runs import write_json
+    from nlp_transfer.storage.run_folder import write_json
 
     for row in rows:
         path = folder / row.strategy / "metrics.json"

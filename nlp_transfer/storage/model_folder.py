@@ -34,7 +34,7 @@ from typing import Any, Iterator
 
 import torch
 
-from .errors import ModelLoadError
+from nlp_transfer.errors import ModelLoadError
 
 __all__ = ["METADATA_FILE", "FORMAT_VERSION", "ModelMetadata", "write_folder", "read_metadata", "save_tensors", "load_tensors",
            "load_adapter"]
@@ -142,7 +142,7 @@ def write_folder(target: Path, write: Callable[[Path], None]) -> None:
         try:
             write(staging)
         except OSError as error:  # a full disk, a quota, a permission: the previous model stays as it was
-            from .errors import NLPTransferError
+            from nlp_transfer.errors import NLPTransferError
 
             kept = "the model already there is unchanged" if target.exists() else "nothing was written"
             raise NLPTransferError(f"Could not write the model to {target} ({error.strerror or error}); {kept}. "

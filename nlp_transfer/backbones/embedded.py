@@ -28,7 +28,7 @@ EMBEDDED_MODELS: dict[str, tuple[str, str]] = {
 
 # bundled dataset name -> folder inside this package (train.jsonl, test.jsonl, README.md)
 BUNDLED_DATASETS: dict[str, str] = {
-    "support_intents": "demo_data/support_intents",
+    "support_intents": "data/bundled/support_intents",
 }
 
 
@@ -54,4 +54,4 @@ def install_hint(name_or_path: str) -> str:
 def bundled_dataset(name: str) -> Path | None:
     """The folder of a bundled dataset, or None when `name` is not one."""
     relative = BUNDLED_DATASETS.get(name)
-    return Path(__file__).parent / relative if relative is not None else None
+    return Path(__file__).parents[1] / relative if relative is not None else None

@@ -18,17 +18,26 @@ from typing import Any, Literal
 
 import torch
 
-from .backbones.text import NATIVE_HEADS, TextBackbone, check_max_length, load_text_backbone
-from .card import model_card
-from .classifier import Classifier
-from .config import DataConfig
-from .data import PaddingCollator, TextColumns, TokenizedDataset, looks_like_data_file, read_table
-from .embedded import local_model
-from .errors import ConfigError, DataError, ModelLoadError, did_you_mean
-from .heads import ClassificationHead
-from .saving import METADATA_FILE, ModelMetadata, load_adapter, load_tensors, read_metadata, save_tensors, write_folder
-from .strategies import make_strategy
-from .tasks import get_task
+from nlp_transfer.backbones.embedded import local_model
+from nlp_transfer.backbones.text import NATIVE_HEADS, TextBackbone, check_max_length, load_text_backbone
+from nlp_transfer.classifiers.base import Classifier
+from nlp_transfer.config.settings import DataConfig
+from nlp_transfer.data.batching import PaddingCollator, TokenizedDataset
+from nlp_transfer.data.tables import TextColumns, looks_like_data_file, read_table
+from nlp_transfer.errors import ConfigError, DataError, ModelLoadError, did_you_mean
+from nlp_transfer.modeling.heads import ClassificationHead
+from nlp_transfer.storage.card import model_card
+from nlp_transfer.storage.model_folder import (
+    METADATA_FILE,
+    ModelMetadata,
+    load_adapter,
+    load_tensors,
+    read_metadata,
+    save_tensors,
+    write_folder,
+)
+from nlp_transfer.strategies import make_strategy
+from nlp_transfer.tasks import get_task
 
 __all__ = ["TextClassifier"]
 
@@ -108,7 +117,7 @@ class TextClassifier(Classifier):
         name_or_path = str(name_or_path)
         saved = Path(name_or_path) if (Path(name_or_path) / METADATA_FILE).is_file() else None
         if saved is None and local_model(name_or_path) is None:
-            from .hub import download_if_ours
+            from nlp_transfer.storage.hub import download_if_ours
 
             saved = download_if_ours(name_or_path)  # a model nlp_transfer pushed: labels, head, strategy and all
         if saved is not None:
@@ -218,7 +227,7 @@ class TextClassifier(Classifier):
             (folder / METADATA_FILE).write_text(metadata.to_json(), encoding="utf-8")
             (folder / "README.md").write_text(model_card(metadata), encoding="utf-8")
 
-        from .engine import process_state
+        from nlp_transfer.training.engine import process_state
 
         state = process_state()
         if state.is_main_process:  # under several processes, one writer
@@ -309,7 +318,7 @@ class TextClassifier(Classifier):
         self._set_head_weights(state, folder)
 
     def _metadata(self, layout: str, merged: bool) -> ModelMetadata:
-        from . import __version__
+        from nlp_transfer import __version__
 
         strategy = self._strategy_record(merged)
         return ModelMetadata(

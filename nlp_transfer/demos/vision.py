@@ -17,7 +17,7 @@ import logging
 from dataclasses import dataclass
 from pathlib import Path
 
-from .run_config import RunConfig, load_config
+from nlp_transfer.config.run import RunConfig, load_config
 
 __all__ = ["SOURCE_CONFIG", "TARGET_CONFIG", "DigitSplits", "write_digits", "run_vision_demo"]
 
@@ -72,8 +72,8 @@ def run_vision_demo(output: str | Path = "runs/demo-vision", shots: int = 3, ove
     """
     import shutil
 
-    from .api import train
-    from .comparison import compare
+    from nlp_transfer.api import train
+    from nlp_transfer.selection.comparison import compare
 
     output = Path(output)
     shutil.rmtree(output / "data", ignore_errors=True)

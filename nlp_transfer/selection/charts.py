@@ -17,8 +17,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from .comparison import Comparison
-    from .ranking import Ranking
+    from nlp_transfer.selection.comparison import Comparison
+    from nlp_transfer.selection.ranking import Ranking
 
 __all__ = ["plot_comparison", "plot_ranking"]
 

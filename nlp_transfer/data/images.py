@@ -23,8 +23,8 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from .config import DataConfig
-from .errors import DataError
+from nlp_transfer.config.settings import DataConfig
+from nlp_transfer.errors import DataError
 
 __all__ = ["IMAGE_EXTENSIONS", "ImageColumns", "ImageDataset", "ImageCollator", "make_transform", "looks_like_image"]
 
@@ -105,7 +105,7 @@ def _image_folder(root: Path, where: str) -> ImageColumns:
 
 
 def _from_table(source: Any, config: DataConfig, where: str) -> ImageColumns:
-    from .data import read_table
+    from nlp_transfer.data.tables import read_table
 
     table = read_table(source, where)
     column = config.image_column

@@ -25,7 +25,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
-from .engine import run_inference
+from nlp_transfer.training.engine import run_inference
 
 __all__ = ["FeatureDataset", "encode_features", "FeatureCache", "default_cache_dir"]
 

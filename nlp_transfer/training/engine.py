@@ -18,7 +18,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader
 
-from .config import TrainingConfig
+from nlp_transfer.config.settings import TrainingConfig
 
 __all__ = ["TrainingHistory", "make_accelerator", "process_state", "run_inference", "train_loop", "end_distributed"]
 
@@ -74,7 +74,7 @@ def make_accelerator(settings: TrainingConfig):
 
 def check_precision(precision: str, on_cpu: bool) -> None:
     """Refuse a precision the device cannot run; warn where it runs but slowly."""
-    from .errors import ConfigError
+    from nlp_transfer.errors import ConfigError
 
     if precision == "fp16" and on_cpu:
         raise ConfigError("mixed_precision='fp16' needs a GPU (its loss scaling is CUDA's); on a CPU use 'bf16' "
@@ -256,7 +256,7 @@ def train_loop(
 
 def _checkpoint_to_resume(checkpointer):
     """The newest complete checkpoint, or a ConfigError that says how to start instead."""
-    from .errors import ConfigError
+    from nlp_transfer.errors import ConfigError
 
     latest = checkpointer.latest() if checkpointer is not None else None
     if latest is None:
@@ -269,7 +269,7 @@ def _checkpoint_to_resume(checkpointer):
 def _started_epoch(path) -> int:
     """The last epoch that had begun when the checkpoint was saved (one saved at an epoch's end
     already points at the next epoch, which had not begun)."""
-    from .checkpoints import read_progress
+    from nlp_transfer.training.checkpoints import read_progress
 
     progress = read_progress(path)
     return progress.epoch if progress.batches_done else progress.epoch - 1
@@ -281,7 +281,7 @@ def _start(checkpointer, latest, identity: dict[str, Any], model, optimizer, sch
     Returns the progress and, when resuming mid-epoch, a function that restores the random state:
     it must run after the epoch's data iterator exists, as it did when the state was saved.
     """
-    from .checkpoints import Progress, _load_rng
+    from nlp_transfer.training.checkpoints import Progress, _load_rng
 
     if latest is None:
         return Progress(identity=identity, epoch_sums=_fresh_sums()), None
@@ -421,7 +421,7 @@ class _BestTracker:
         self._warned_nan = False
 
     def update(self, value: float, epoch: int, model: nn.Module) -> bool:
-        from .checkpoints import training_state
+        from nlp_transfer.training.checkpoints import training_state
 
         if math.isnan(value):  # never "best": a NaN compares false with everything and would pin the choice
             if not self._warned_nan:
@@ -453,7 +453,7 @@ class _BestTracker:
         return self.patience is not None and self.stale >= self.patience
 
     def restore(self, model: nn.Module) -> None:
-        from .checkpoints import load_training_state
+        from nlp_transfer.training.checkpoints import load_training_state
 
         load_training_state(model, self.best_state)
 

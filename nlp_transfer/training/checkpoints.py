@@ -27,7 +27,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from .errors import ConfigError
+from nlp_transfer.errors import ConfigError
 
 __all__ = ["Progress", "Checkpointer", "read_progress", "training_state", "load_training_state"]
 

@@ -22,7 +22,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from .config import (
+from nlp_transfer.backbones.embedded import DEFAULT_MODEL
+from nlp_transfer.config.settings import (
     STRATEGY_OPTIONS,
     DataConfig,
     FullOptions,
@@ -36,8 +37,7 @@ from .config import (
     check_threshold,
     resolve_training,
 )
-from .embedded import DEFAULT_MODEL
-from .errors import ConfigError, did_you_mean
+from nlp_transfer.errors import ConfigError, did_you_mean
 
 __all__ = [
     "RunConfig",
@@ -231,7 +231,7 @@ def dump_config(config: RunConfig) -> str:
     """YAML that `load_config` reads back to an equal config, stamped with the package version."""
     import yaml
 
-    from . import __version__
+    from nlp_transfer import __version__
 
     return yaml.safe_dump({VERSION_KEY: __version__, **dataclasses.asdict(config)}, sort_keys=False, allow_unicode=True)
 

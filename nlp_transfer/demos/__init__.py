@@ -1,0 +1,1 @@
+"""The offline demos (`nlp-transfer demo`, `nlp-transfer demo --vision`) and their recipes (`recipes/`)."""
