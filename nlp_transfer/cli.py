@@ -17,12 +17,16 @@ errors are instant. Errors of nlp_transfer are printed as one message, exit stat
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import logging
 import os
 import sys
+import types
+import typing
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any, Literal
 
 from nlp_transfer.errors import NLPTransferError
 
@@ -50,9 +54,11 @@ _EXAMPLES = {
   nlp-transfer rank my.yaml --candidates bert-base-uncased,roberta-base@mean,distilroberta-base
   nlp-transfer rank my.yaml --candidates sentence-transformers/all-MiniLM-L6-v2,sentence-transformers/all-MiniLM-L6-v2@cls,sentence-transformers/all-MiniLM-L6-v2@layers=2,sentence-transformers/all-MiniLM-L6-v2@random
   nlp-transfer rank my.yaml --candidates bert-base-uncased@cls,bert-base-uncased@mean --target feature_extraction
+  nlp-transfer rank my.yaml rank.folds=3 rank.twin=false      (the same settings as the options; or a rank: section)
 a candidate is NAME[@option...]; options: cls or mean (pooling), layers=N (only the first N layers),
 random (the same architecture with random weights: the control). Higher LogME is better. The pooling
-counts only with --target feature_extraction: fine-tuning learns it.""",
+counts only with --target feature_extraction: fine-tuning learns it. Every option is the setting
+rank.<name> (YAML rank: section, or rank.key=value); an option given wins over both.""",
     "push": """examples:
   nlp-transfer push runs/minilm-intents-lora --repo-id me/support-intents-lora
   nlp-transfer push runs/demo --repo-id me/support-intents --private
@@ -157,15 +163,9 @@ def _parser() -> argparse.ArgumentParser:
                   _rank)
     sub.add_argument("config", help="YAML recipe: the data (data.train, columns, max_length) and seed")
     sub.add_argument("overrides", nargs="*", help=overrides_help)
-    sub.add_argument("--candidates", help="comma-separated NAME[@cls|@mean|@layers=N|@random] (default: the config's model)")
-    sub.add_argument("--max-samples", type=int, default=1000,
-                     help="score a seeded sample of this many training examples (default 1000; 0 for all)")
-    sub.add_argument("--folds", type=int, default=5, help="folds of the linear probe (default 5)")
-    sub.add_argument("--no-twin", action="store_true",
-                     help="do not add the random twin of the best candidate (the negative-transfer control)")
-    sub.add_argument("--target", choices=["fine_tuning", "feature_extraction"], default="fine_tuning",
-                     help="what the winner will be used for: fine_tuning (default; full, partial, lora, gradual) scores "
-                          "mean-pooled token states, feature_extraction each candidate's own pooling")
+    from nlp_transfer.config.rank import RankConfig
+
+    _section_options(sub, "rank", RankConfig)  # --candidates, --max-samples, --folds, --twin/--no-twin, --target, ...
     sub.add_argument("--output", help="folder for rank.json, rank.md and rank.png (default: runs/<config name>-rank)")
 
     sub = command("push", "Push a trained run (or saved model) with its model card to the Hugging Face Hub.", _push)
@@ -184,6 +184,53 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _section_options(sub: argparse.ArgumentParser, section: str, cls: type) -> None:
+    """One option per field of the config section `cls`: its name, type, choices and help, and the
+    default shown in the help. An option left out sets nothing (``dest`` absent), so the YAML's
+    ``section:`` and ``section.key=value`` overrides keep their say; `_given` reads the options given.
+    """
+    hints = typing.get_type_hints(cls)
+    for f in dataclasses.fields(cls):
+        kind = _flag_kind(hints[f.name])
+        default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
+        shown = "" if default is None else f" (default: {_yaml_word(default)})"
+        options: dict[str, Any] = {"dest": f"{section}.{f.name}", "default": argparse.SUPPRESS,
+                                   "help": (f.metadata.get("help", "") + shown).replace("%", "%%")}
+        if kind is bool:
+            options["action"] = argparse.BooleanOptionalAction
+        elif kind is list:
+            options.update(type=_comma_list, metavar="A,B,...")
+        elif isinstance(kind, tuple):
+            options["choices"] = kind
+        else:
+            options.update(type=kind, metavar=kind.__name__.upper())
+        sub.add_argument(f"--{f.name.replace('_', '-')}", **options)
+
+
+def _flag_kind(annotation: Any) -> Any:
+    """bool, list, a tuple of choices (Literal), or the converter of an int/float/str field (None allowed)."""
+    optional = typing.get_origin(annotation) in (typing.Union, types.UnionType)
+    kind = next(a for a in typing.get_args(annotation) if a is not type(None)) if optional else annotation
+    if typing.get_origin(kind) is list:
+        return list
+    if typing.get_origin(kind) is Literal:
+        return typing.get_args(kind)
+    return kind
+
+
+def _comma_list(text: str) -> list[str]:
+    return [part.strip() for part in text.split(",") if part.strip()]
+
+
+def _yaml_word(value: Any) -> str:
+    return str(value).lower() if isinstance(value, bool) else str(value)  # as YAML writes it: true, not True
+
+
+def _given(args: argparse.Namespace, section: str) -> dict[str, Any]:
+    """The options of `section` given on the command line, by field name."""
+    return {key.split(".", 1)[1]: value for key, value in vars(args).items() if key.startswith(f"{section}.")}
+
+
 def _column_options(sub: argparse.ArgumentParser, labels: bool) -> None:
     sub.add_argument("--text-column", help="column with the text (default: the model's)")
     sub.add_argument("--text-pair-column", help="column with the second text of pairs (default: the model's)")
@@ -199,13 +246,13 @@ def _columns(args: argparse.Namespace) -> dict[str, str]:
 
 # ----------------------------------------------------------------- commands
 def _train(args: argparse.Namespace) -> int:
-    from nlp_transfer.config.run import load_config, resolve
+    from nlp_transfer.config.run import load_config
 
     config = load_config(args.config, [*args.overrides, *(["output.overwrite=true"] if args.overwrite else [])])
     _logging(config.run.log_level)
     from nlp_transfer.api import train
 
-    result = train(resolve(config), resume=args.resume)
+    result = train(config, resume=args.resume)  # train resolves the defaults, once
     if _is_main():
         print(_metrics_table(result.metrics))
         print("".join(f"! {warning}\n" for warning in result.warnings), end="")  # negative transfer, said plainly
@@ -281,14 +328,18 @@ def _compare(args: argparse.Namespace) -> int:
 
 def _rank(args: argparse.Namespace) -> int:
     from nlp_transfer.config.run import load_config
+    from nlp_transfer.config.settings import build
 
     config = load_config(args.config, args.overrides)
+    given = _given(args, "rank")  # the options win over the YAML's rank: section and rank.* overrides
+    if given:
+        rank = build(type(config.rank), {**dataclasses.asdict(config.rank), **given}, "rank.", "the command-line options")
+        config = dataclasses.replace(config, rank=rank)
     _logging(config.run.log_level)
     from nlp_transfer.selection.ranking import rank_from_config
 
     output = args.output or f"runs/{Path(args.config).stem}-rank"
-    ranking = rank_from_config(config, args.candidates, max_samples=args.max_samples or None, folds=args.folds,
-                               twin=not args.no_twin, target=args.target, output_dir=output)
+    ranking = rank_from_config(config, output_dir=output)
     print(ranking.table())
     print(f"written to {ranking.path}/rank.json")
     return 0
@@ -306,15 +357,15 @@ def _push(args: argparse.Namespace) -> int:
 
 
 def _demo(args: argparse.Namespace) -> int:
+    from nlp_transfer.config.run import load_config
+
     if args.vision:
-        from nlp_transfer.config.run import load_config
         from nlp_transfer.demos.vision import TARGET_CONFIG, run_vision_demo
 
         _logging(load_config(TARGET_CONFIG, args.overrides).run.log_level)  # bad overrides fail here, before any work
         report = run_vision_demo(args.output or "runs/demo-vision", args.shots, tuple(args.overrides))
         print(report)
         return 0
-    from nlp_transfer.config.run import load_config
     from nlp_transfer.demos.text import DEMO_CONFIG, run_demo
 
     config = load_config(DEMO_CONFIG, [*args.overrides, f"output.dir={args.output or 'runs/demo'}"])

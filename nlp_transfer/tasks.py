@@ -29,13 +29,6 @@ class Task:
     name: TaskName
     hf_problem_type: str  # the matching `config.problem_type` of transformers
 
-    @property
-    def has_labels(self) -> bool:
-        return self.name != "regression"
-
-    def num_outputs(self, labels: Sequence[Any] | None) -> int:
-        return 1 if self.name == "regression" else len(labels or ())
-
     def encode(self, values: Sequence[Any], label2id: dict[Any, int] | None, where: str) -> torch.Tensor:
         """Targets as a tensor; raises `DataError` for labels the model does not know."""
         if self.name == "regression":

@@ -9,7 +9,6 @@ import warnings
 import numpy as np
 import pytest
 
-from nlp_transfer.training import metrics
 from nlp_transfer.training.metrics import (
     BUNDLED_METRICS,
     PRIMARY_METRIC,
@@ -193,4 +192,4 @@ def test_primary_metric_and_direction() -> None:
         assert greater_is_better(PRIMARY_METRIC[task])
     assert not greater_is_better("eval_loss")
     assert not greater_is_better("mse") and not greater_is_better("mae")
-    assert metrics.GREATER_IS_BETTER("f1_macro")
+    assert greater_is_better("f1_macro")

@@ -1,18 +1,27 @@
 """Ranking backbones before training: LogME against its definition, the probe, candidate specs,
-`rank_backbones` and `nlp-transfer rank`, and the negative-transfer warnings of rank, train and compare."""
+`rank_backbones` and `nlp-transfer rank` (and their one `RankConfig`), the charts, and the negative-transfer
+warnings of rank, train and compare."""
 
 from __future__ import annotations
 
+import argparse
+import dataclasses
+import inspect
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
-from conftest import sentiment_rows
+from conftest import SAFETY_NET_SECONDS, sentiment_rows
 
 from nlp_transfer import Candidate, TextClassifier, rank_backbones
+from nlp_transfer.config import RankConfig, RunConfig, defaults_yaml
 from nlp_transfer.errors import ConfigError
+from nlp_transfer.selection.ranking import rank_from_config
 from nlp_transfer.selection.transferability import _as_arrays, _maximise, linear_probe_accuracy, log_evidence, logme
 
 
@@ -250,6 +259,136 @@ def test_rank_command(model_dirs, tmp_path, capsys):
     assert json.loads((tmp_path / "frozen" / "rank.json").read_text())["target"] == "feature_extraction"
     assert main(["rank", str(TINY), "--candidates", f"{bert}@lyers=1", "--output", str(tmp_path / "x")]) == 2
     assert "did you mean 'layers=N'" in capsys.readouterr().err
+
+
+# ----------------------------------------------------------------- RankConfig: one default for CLI, YAML and Python
+def _rank_parser():
+    from nlp_transfer.cli import _parser
+
+    commands = next(action for action in _parser()._actions if isinstance(action, argparse._SubParsersAction))
+    return commands.choices["rank"]
+
+
+def test_rank_options_keys_and_keywords_are_the_fields_of_rank_config():
+    fields = {f.name: f for f in dataclasses.fields(RankConfig)}
+    defaults = RankConfig()
+    options = {action.dest.removeprefix("rank."): action for action in _rank_parser()._actions
+               if action.dest.startswith("rank.")}
+    assert set(options) == set(fields)  # every field is an option, and no option is declared beside them
+    for name, action in options.items():
+        assert action.default is argparse.SUPPRESS  # the default is RankConfig's, shown in the help, set by nobody else
+        assert action.help.startswith(fields[name].metadata["help"])
+        default = getattr(defaults, name)
+        if default is not None:
+            assert f"(default: {str(default).lower() if isinstance(default, bool) else default})" in action.help
+    assert options["target"].choices == ("fine_tuning", "feature_extraction")
+    assert RunConfig().rank == defaults
+    assert "\nrank:  # " in defaults_yaml() and "\n  folds: 5  # Folds of the linear probe" in defaults_yaml()
+    for function in (rank_backbones, rank_from_config):  # no second copy of a default in a signature
+        parameters = inspect.signature(function).parameters
+        assert set(parameters) & set(fields) <= {"candidates"}
+        assert "candidates" not in parameters or parameters["candidates"].default is None
+
+
+@pytest.fixture
+def fake_scoring(monkeypatch):
+    """rank_backbones without models: a fixed sample, and each candidate's score records its settings."""
+    from nlp_transfer.selection import ranking
+
+    seen = {}
+
+    def sample(train, text_column, pair_column, label_column, max_samples, seed):
+        seen["max_samples"] = max_samples
+        return [{"text": "x"}] * 4, np.array([0, 1, 0, 1]), 2
+
+    def score(candidate, rows, ids, *, added, folds, target, pool_layers, **rest):
+        seen.setdefault("scored", []).append(candidate.spec)
+        seen.update(folds=folds, target=target, pool_layers=pool_layers)
+        return ranking.CandidateScore(candidate.spec, -1.0 if candidate.random else 1.0, 0.5, 4, 0.0,
+                                      control=candidate.random, added=added)
+
+    monkeypatch.setattr(ranking, "_sample", sample)
+    monkeypatch.setattr(ranking, "_score", score)
+    return seen
+
+
+def test_rank_backbones_keywords_set_rank_config_fields(fake_scoring):
+    ranking = rank_backbones([], ["a"])
+    defaults = RankConfig()
+    assert (fake_scoring["max_samples"], fake_scoring["folds"], fake_scoring["target"], fake_scoring["pool_layers"]) == (
+        defaults.max_samples, defaults.folds, defaults.target, defaults.pool_layers)
+    assert fake_scoring["scored"] == ["a", "a@random"] and ranking.folds == defaults.folds  # twin on by default
+    fake_scoring.clear()
+    ranking = rank_backbones([], None, RankConfig(candidates=["b@cls"], folds=4), twin=False, max_samples=0,
+                             target="feature_extraction")
+    assert fake_scoring == {"max_samples": 0, "scored": ["b@cls"], "folds": 4, "target": "feature_extraction",
+                            "pool_layers": None}
+    assert (ranking.folds, ranking.target) == (4, "feature_extraction")
+    with pytest.raises(ConfigError, match="Unknown setting 'foldz' in the keywords of rank_backbones.*did you mean 'folds'"):
+        rank_backbones([], ["a"], foldz=3)
+    with pytest.raises(ConfigError, match="folds must be at least 2"):
+        rank_backbones([], ["a"], folds=1)
+
+
+def test_yaml_rank_section_overrides_and_options_reach_the_ranking(tmp_path, monkeypatch, capsys):
+    from test_cli import TINY, _write_data
+
+    from nlp_transfer.cli import main
+    from nlp_transfer.selection import ranking
+
+    seen = []
+
+    def fake_rank(train, candidates, settings, **rest):
+        seen.append((candidates, settings))
+        return ranking.Ranking([ranking.CandidateScore("a", 1.0, 0.5, 4, 0.0)], 4, 2, 0.0, settings.folds,
+                               settings.target, path=Path(rest["output_dir"]))
+
+    monkeypatch.setattr(ranking, "rank_backbones", fake_rank)
+    data = _write_data(tmp_path / "data")
+    recipe = tmp_path / "rank.yaml"
+    recipe.write_text(TINY.read_text() + "rank:\n  folds: 3\n  candidates: [a, b@cls]\n")
+    base = ["rank", str(recipe), f"data.train={data['train']}", "--output", str(tmp_path / "out")]
+    assert main(base) == 0
+    candidates, settings = seen.pop()
+    assert [c.spec for c in candidates] == ["a", "b@cls"]
+    assert settings == RankConfig(folds=3, candidates=["a", "b@cls"])  # the rest are RankConfig's defaults
+    assert main([*base, "rank.twin=false", "--folds", "4", "--candidates", "c@layers=1,d", "--max-samples", "0",
+                 "--target", "feature_extraction"]) == 0
+    candidates, settings = seen.pop()
+    assert [c.spec for c in candidates] == ["c@layers=1", "d"]
+    assert settings == RankConfig(candidates=["c@layers=1", "d"], max_samples=0, folds=4, twin=False,
+                                  target="feature_extraction")
+    assert main([*base, "--twin", "rank.twin=false"]) == 0 and seen.pop()[1].twin  # an option given wins
+    capsys.readouterr()
+    assert main([*base, "rank.foldz=3"]) == 2 and "did you mean 'rank.folds'" in capsys.readouterr().err
+    assert main([*base, "--folds", "1"]) == 2
+    assert "rank.folds must be at least 2" in capsys.readouterr().err and not seen
+
+
+def test_charts_leave_the_matplotlib_backend_alone(tmp_path):
+    # In a fresh process with a backend of the user's choosing (not Agg): drawing both charts keeps it,
+    # and pyplot is never imported (its figure registry would keep every chart alive in a notebook).
+    script = f"""
+import sys
+from pathlib import Path
+import matplotlib
+before = matplotlib.get_backend()
+from nlp_transfer.selection import charts
+from nlp_transfer.selection.comparison import Comparison, StrategyScore
+from nlp_transfer.selection.ranking import CandidateScore, Ranking
+rows = [StrategyScore(name, {{"accuracy": acc}}, secs, 10.0, 100.0, trained, 1000, 3, 1e-3)
+        for name, acc, secs, trained in [("lora", 0.85, 20, 50), ("full", 0.86, 60, 1000), ("scratch", 0.6, 30, 1000)]]
+charts.plot_comparison(Comparison("test", "accuracy", rows, "full", title="t"), Path({str(tmp_path)!r}) / "compare.png")
+scores = [CandidateScore("a", 1.0, 0.9, 8, 1.0), CandidateScore("a@random", 0.2, 0.5, 8, 1.0, control=True)]
+charts.plot_ranking(Ranking(scores, 40, 2, 2.0, 3, "fine_tuning"), Path({str(tmp_path)!r}) / "rank.png")
+assert matplotlib.get_backend() == before == "svg", (before, matplotlib.get_backend())
+assert "matplotlib.pyplot" not in sys.modules
+"""
+    done = subprocess.run([sys.executable, "-c", script], check=False, capture_output=True, text=True,
+                          timeout=SAFETY_NET_SECONDS, env={**os.environ, "MPLBACKEND": "svg"})
+    assert done.returncode == 0, done.stderr
+    for name in ("compare.png", "rank.png"):
+        assert (tmp_path / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
 # ----------------------------------------------------------------- negative transfer in train and compare

@@ -27,7 +27,6 @@ RECIPES = Path(__file__).parent / "recipes"
 SOURCE_CONFIG = RECIPES / "digits-source.yaml"
 TARGET_CONFIG = RECIPES / "digits-target.yaml"
 SOURCE_DIGITS = (0, 1, 2, 3, 4)
-TARGET_DIGITS = (5, 6, 7, 8, 9)
 
 
 @dataclass(frozen=True)

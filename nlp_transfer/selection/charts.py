@@ -8,6 +8,9 @@ points are the reported (test) scores; the star marks the best by the split it w
 
 The ranking shows each candidate's LogME (one row each, best on top) beside its probe accuracy; the
 random twin is grey with a dashed line at its score, and a flagged candidate is red.
+
+Drawn with matplotlib's object API (`Figure`, no pyplot): nothing global changes, so a notebook
+keeps its backend and no figure is left open in pyplot's registry.
 """
 
 from __future__ import annotations
@@ -28,28 +31,26 @@ _COLOURS = {"feature_extraction": "#1b9e77", "partial": "#7570b3", "lora": "#d95
             "scratch": "#666666"}
 
 
-def _pyplot(filename: str):
-    """matplotlib's pyplot drawing to files only, or None (with a warning) when it is missing."""
+def _figure(filename: str, **options):
+    """A matplotlib `Figure` that draws to files only, or None (with a warning) when matplotlib is missing."""
     try:
-        import matplotlib
-
-        matplotlib.use("Agg")  # files only: no display needed, none opened
-        import matplotlib.pyplot as plt
+        from matplotlib.figure import Figure
     except ImportError:
         logger.warning("matplotlib is not installed, so no %s (pip install matplotlib).", filename)
         return None
-    return plt
+    return Figure(**options)
 
 
 def plot_comparison(comparison: Comparison, path: Path) -> Path | None:
     """Write the chart as a PNG; returns its path (None when matplotlib is missing)."""
-    plt = _pyplot("compare.png")
-    if plt is None:
+    fig = _figure("compare.png", figsize=(8, 5.2), dpi=150)
+    if fig is None:
         return None
+    from matplotlib.ticker import FuncFormatter
 
     metric = "accuracy" if all("accuracy" in row.metrics for row in comparison.rows) else comparison.metric
     rows = [row for row in comparison.rows if metric in row.metrics]
-    fig, ax = plt.subplots(figsize=(8, 5.2), dpi=150)
+    ax = fig.subplots()
     control = next((row for row in rows if row.is_control), None)
     if control is not None:
         ax.axhline(control.metrics[metric], color=_COLOURS["scratch"], linestyle="--", linewidth=1, zorder=1)
@@ -64,7 +65,7 @@ def plot_comparison(comparison: Comparison, path: Path) -> Path | None:
         ax.set_xscale("log")
     ax.set_xlabel("training time (s, whole fit)")
     ax.set_ylabel(f"{metric} on the {comparison.split} split")
-    ax.yaxis.set_major_formatter(plt.FuncFormatter(lambda v, _: f"{v:.0%}"))
+    ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:.0%}"))
     ax.grid(True, alpha=0.3)
     ax.margins(x=0.3, y=0.15)
     _label_points(ax, rows, metric)
@@ -79,13 +80,12 @@ def plot_comparison(comparison: Comparison, path: Path) -> Path | None:
              "✕ from-scratch control (random init), dashed line", fontsize=7, color="#555555")
     fig.tight_layout()
     fig.savefig(path)
-    plt.close(fig)
     return path
 
 
 def _label_points(ax, rows, metric: str) -> None:
     """Two-line labels beside each point, moved to another side where they would overlap."""
-    ax.figure.canvas.draw()  # fixes the axes limits, so data -> pixel positions are final
+    ax.figure.draw_without_rendering()  # fixes the axes limits, so data -> pixel positions are final
     placed: list[tuple[float, float, float, float]] = []
     candidates = [(8, 4, "left", "bottom"), (8, -4, "left", "top"), (-8, 4, "right", "bottom"), (-8, -4, "right", "top")]
     for row in sorted(rows, key=lambda r: -r.metrics[metric]):
@@ -111,11 +111,11 @@ def _overlap(a: tuple[float, float, float, float], b: tuple[float, float, float,
 
 def plot_ranking(ranking: Ranking, path: Path) -> Path | None:
     """Write the ranking chart as a PNG; returns its path (None when matplotlib is missing)."""
-    plt = _pyplot("rank.png")
-    if plt is None:
-        return None
     rows = list(reversed(ranking.rows))  # best at the top
-    fig, ax = plt.subplots(figsize=(10, 1.4 + 0.55 * len(rows)), dpi=150)
+    fig = _figure("rank.png", figsize=(10, 1.4 + 0.55 * len(rows)), dpi=150)
+    if fig is None:
+        return None
+    ax = fig.subplots()
     for y, row in enumerate(rows):
         colour = "#666666" if row.control else ("#d62728" if row.warning else "#1b9e77")
         ax.scatter(row.logme, y, s=70, marker="X" if row.control else "o", color=colour, edgecolor="black",
@@ -132,5 +132,4 @@ def plot_ranking(ranking: Ranking, path: Path) -> Path | None:
                  f"examples, {ranking.num_labels} labels, {ranking.seconds:.0f} s in all", fontsize=10)
     fig.tight_layout()
     fig.savefig(path)
-    plt.close(fig)
     return path

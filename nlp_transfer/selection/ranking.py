@@ -22,7 +22,9 @@ What is scored depends on what the winner will be used for (`target`):
     nlp-transfer rank my.yaml --candidates bert-base-uncased,roberta-base@mean,distilroberta-base
 
 A candidate is ``NAME[@option...]``: ``cls`` / ``mean`` (pooling), ``layers=N`` (only the first N
-layers), ``random`` (the architecture with random weights).
+layers), ``random`` (the architecture with random weights). How to rank (sample size, folds, twin,
+target, ...) is one `RankConfig`: the ``rank:`` section of a run config, the CLI's options, and the
+keywords of `rank_backbones` (``folds=3``), with its defaults and checks.
 """
 
 from __future__ import annotations
@@ -34,10 +36,12 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal, get_args
+from typing import Any, Literal
 
 import numpy as np
 
+from nlp_transfer.config.rank import RankConfig, Target
+from nlp_transfer.config.settings import build
 from nlp_transfer.errors import ConfigError, DataError, did_you_mean
 
 __all__ = ["Candidate", "CandidateScore", "Ranking", "rank_backbones", "rank_from_config", "parse_candidates"]
@@ -45,8 +49,6 @@ __all__ = ["Candidate", "CandidateScore", "Ranking", "rank_backbones", "rank_fro
 logger = logging.getLogger(__name__)
 
 _OPTIONS = ["cls", "mean", "layers=N", "random"]
-Target = Literal["fine_tuning", "feature_extraction"]
-TARGETS = get_args(Target)
 
 
 @dataclass(frozen=True)
@@ -113,8 +115,8 @@ class Ranking:
     examples: int
     num_labels: int
     seconds: float
-    folds: int = 5
-    target: Target = "fine_tuning"
+    folds: int
+    target: Target
     path: Path | None = None
 
     @property
@@ -165,34 +167,36 @@ def parse_candidates(candidates: str | Sequence[str | Candidate]) -> list[Candid
     return parsed
 
 
-def rank_backbones(train: Any, candidates: str | Sequence[str | Candidate], *, text_column: str = "text",
+def rank_backbones(train: Any, candidates: str | Sequence[str | Candidate] | None = None,
+                   settings: RankConfig | None = None, *, text_column: str = "text",
                    text_pair_column: str | None = "text_pair", label_column: str = "label", max_length: int = 128,
-                   max_samples: int | None = 1000, folds: int = 5, seed: int = 42, feature_cache_dir: str | None = None,
-                   twin: bool = True, pool_layers: int | None = None, target: Target = "fine_tuning",
-                   output_dir: str | Path | None = None) -> Ranking:
+                   seed: int = 42, feature_cache_dir: str | None = None, output_dir: str | Path | None = None,
+                   **options: Any) -> Ranking:
     """Score each candidate's frozen features on (a seeded sample of) labelled training data.
 
     `train` is anything `fit` accepts (file, list of dicts, DataFrame, datasets.Dataset) with a
-    single label per row. ``twin=True`` adds the random twin of the best candidate when no
-    ``@random`` candidate of that model is listed. `pool_layers` averages each candidate's top N
+    single label per row. How to rank is a `RankConfig` (`settings`), and any of its fields may be
+    given as keywords instead (``folds=3``, ``twin=False``, ``target="feature_extraction"``, ...),
+    which take their defaults, and their checks, from it. `candidates` defaults to
+    ``settings.candidates``. ``twin`` adds the random twin of the best candidate when no
+    ``@random`` candidate of that model is listed. ``pool_layers`` averages each candidate's top N
     layers (capped at its depth) before pooling; the default is feature extraction's own readout
     (the top 4), which ranked better than the top layer alone in bench/rank_validation.py.
-    `target` is what the best candidate will be used for (see the module docstring): pooled token
+    ``target`` is what the best candidate will be used for (see the module docstring): pooled token
     states for ``"fine_tuning"``, the candidate's own pooling for ``"feature_extraction"``. With
     `output_dir`, writes rank.json, rank.md and rank.png there.
     """
-    if target not in TARGETS:
-        raise ConfigError(f"Unknown ranking target {target!r}: {did_you_mean(str(target), list(TARGETS))}")
-    chosen = parse_candidates(candidates)
-    rows, ids, num_labels = _sample(train, text_column, text_pair_column, label_column, max_samples, seed)
+    settings = _settings(settings, options, "rank_backbones")
+    chosen = parse_candidates(candidates if candidates is not None else settings.candidates or [])
+    rows, ids, num_labels = _sample(train, text_column, text_pair_column, label_column, settings.max_samples, seed)
     started = time.perf_counter()
     columns = {"text_column": text_column, "text_pair_column": text_pair_column}
-    settings = {"max_length": max_length, "folds": folds, "seed": seed, "feature_cache_dir": feature_cache_dir,
-                "pool_layers": pool_layers, "target": target, **columns}
-    score = lambda c, added=False: _score(c, rows, ids, added=added, **settings)  # noqa: E731
+    scoring = {"max_length": max_length, "folds": settings.folds, "seed": seed, "feature_cache_dir": feature_cache_dir,
+               "pool_layers": settings.pool_layers, "target": settings.target, **columns}
+    score = lambda c, added=False: _score(c, rows, ids, added=added, **scoring)  # noqa: E731
     scores = [score(c) for c in chosen]
     best = max((s for s, c in zip(scores, chosen) if not c.random), key=lambda s: s.logme, default=None)
-    if twin and best is not None:
+    if settings.twin and best is not None:
         top = chosen[scores.index(best)]
         if not any(c.random and c.name == top.name for c in chosen):
             logger.info("rank: adding %s, the random twin of the best candidate, as the control", top.twin().spec)
@@ -200,9 +204,9 @@ def rank_backbones(train: Any, candidates: str | Sequence[str | Candidate], *, t
     if best is None:
         logger.warning("rank: every candidate has random weights, so there is no pretrained model to rank against "
                        "them; list the pretrained model too (e.g. %s)", chosen[0].name)
-    scores = _with_warnings(chosen, scores, target)
-    ranking = Ranking(sorted(scores, key=lambda s: -s.logme), len(ids), num_labels, time.perf_counter() - started, folds,
-                      target)
+    scores = _with_warnings(chosen, scores, settings.target)
+    ranking = Ranking(sorted(scores, key=lambda s: -s.logme), len(ids), num_labels, time.perf_counter() - started,
+                      settings.folds, settings.target)
     for warning in ranking.warnings:
         logger.warning("%s", warning)
     if output_dir is not None:
@@ -211,27 +215,29 @@ def rank_backbones(train: Any, candidates: str | Sequence[str | Candidate], *, t
 
 
 def rank_from_config(config: Any, candidates: str | Sequence[str | Candidate] | None = None, *,
-                     overrides: Sequence[str] = (), max_samples: int | None = 1000, folds: int = 5, twin: bool = True,
-                     target: Target = "fine_tuning", output_dir: str | Path | None = None) -> Ranking:
+                     overrides: Sequence[str] = (), output_dir: str | Path | None = None, **options: Any) -> Ranking:
     """`rank_backbones` on the training data, columns, max_length and seed of a run config (what the CLI runs).
 
-    Without `candidates`, the config's own model is ranked against its random twin.
+    How to rank is the config's ``rank`` section; keywords (``folds=3``, ...) change its fields.
+    Without `candidates` (here or in ``rank.candidates``), the config's own model is ranked
+    against its random twin.
     """
     from nlp_transfer.api import as_config
     from nlp_transfer.data.sources import load_splits
 
     config = as_config(config, overrides)
+    settings = _settings(config.rank, options, "rank_from_config", prefix="rank.")
+    candidates = candidates if candidates is not None else settings.candidates
     if candidates is None:
         model = config.model
         candidates = [Candidate(model.name_or_path, model.pooling, model.num_layers)]
     candidates = parse_candidates(candidates)  # a misspelt option fails before any data is read
     data = config.data
     train = load_splits(dataclasses.replace(data, validation=None, test=None)).train  # only train is read
-    return rank_backbones(train, candidates, text_column=data.text_column,
+    return rank_backbones(train, candidates, settings, text_column=data.text_column,
                           text_pair_column=data.text_pair_column, label_column=data.label_column,
-                          max_length=data.max_length, max_samples=max_samples, folds=folds, seed=config.train.seed,
-                          feature_cache_dir=config.train.feature_cache_dir, twin=twin, target=target,
-                          output_dir=output_dir)
+                          max_length=data.max_length, seed=config.train.seed,
+                          feature_cache_dir=config.train.feature_cache_dir, output_dir=output_dir)
 
 
 def write_ranking(ranking: Ranking, folder: Path) -> Ranking:
@@ -247,6 +253,17 @@ def write_ranking(ranking: Ranking, folder: Path) -> Ranking:
 
 
 # ----------------------------------------------------------------- internals
+def _settings(settings: RankConfig | None, options: dict[str, Any], caller: str, prefix: str = "") -> RankConfig:
+    """`settings` (default `RankConfig()`) with the keyword `options` set; unknown or bad ones raise."""
+    settings = settings if settings is not None else RankConfig()
+    if not isinstance(settings, RankConfig):
+        raise ConfigError(f"{caller}: settings must be a RankConfig, got {type(settings).__name__}; "
+                          "pass e.g. RankConfig(folds=3), or the fields as keywords (folds=3).")
+    if not options:
+        return settings
+    return build(RankConfig, {**dataclasses.asdict(settings), **options}, prefix, f"the keywords of {caller}()")
+
+
 def _sample(train: Any, text_column: str, pair_column: str | None, label_column: str, max_samples: int | None,
             seed: int) -> tuple[list[dict[str, Any]], np.ndarray, int]:
     """A seeded sample of the labelled rows (only the columns the encoder needs) and class ids."""
@@ -260,7 +277,7 @@ def _sample(train: Any, text_column: str, pair_column: str | None, label_column:
     if len(labels) < 2:
         raise DataError(f"train has a single label ({labels[0]!r}); ranking needs at least two classes to tell apart.")
     keep = np.arange(len(examples))
-    if max_samples is not None and len(examples) > max_samples:
+    if max_samples and len(examples) > max_samples:  # 0 or None: every example
         keep = np.sort(np.random.default_rng(seed).choice(len(examples), size=max_samples, replace=False))
         logger.info("rank: scoring a seeded sample of %d of the %d training examples", max_samples, len(examples))
     index = {label: i for i, label in enumerate(labels)}

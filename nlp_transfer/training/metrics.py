@@ -30,7 +30,6 @@ logger = logging.getLogger(__name__)
 
 __all__ = [
     "BUNDLED_METRICS",
-    "GREATER_IS_BETTER",
     "METRIC_NAMES",
     "PRIMARY_METRIC",
     "MetricLoadError",
@@ -99,10 +98,6 @@ def greater_is_better(metric_name: str) -> bool:
     """
     name = metric_name.lower()
     return not any(marker in name for marker in _LOWER_IS_BETTER_MARKERS)
-
-
-#: Alias so callers can refer to the rule by the name used in trainer configs.
-GREATER_IS_BETTER = greater_is_better
 
 
 def bundled_metric_path(name: str) -> Path:
