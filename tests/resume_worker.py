@@ -30,7 +30,8 @@ def main(model_dir: str, checkpoint_dir: str, output: str, mode: str, strategy: 
 
     logging.basicConfig(level=logging.INFO)
 
-    from nlp_transfer import ImageClassifier, TextClassifier, checkpoints
+    from nlp_transfer import ImageClassifier, TextClassifier
+    from nlp_transfer.training import checkpoints
 
     torch.set_num_threads(1)
     vision = strategy.startswith("vision-")

@@ -10,8 +10,9 @@ A checkpoint is a folder ``step-00000012`` holding what training needs to contin
     best.safetensors        the best epoch's trainable weights and buffers, when there is one
     progress.json           epoch, batches done in it, step, history so far, best metric, identity
 
-It is written as ``step-00000012.tmp`` and renamed when complete, so a kill during the write leaves
-only a ``.tmp`` folder, which is ignored (and removed by the next save). Nothing is unpickled.
+It is written as ``step-00000012.tmp`` and swapped in when complete (`storage.atomic.staged_folder`),
+so a kill during the write leaves only a ``.tmp`` folder, which is ignored (and removed by the next
+save). Nothing is unpickled.
 """
 
 from __future__ import annotations
@@ -19,6 +20,8 @@ from __future__ import annotations
 import json
 import random
 import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager, nullcontext
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -28,6 +31,7 @@ import torch
 from torch import nn
 
 from nlp_transfer.errors import ConfigError
+from nlp_transfer.storage.atomic import staged_folder
 
 __all__ = ["Progress", "Checkpointer", "read_progress", "training_state", "load_training_state"]
 
@@ -36,7 +40,8 @@ _PREFIX = "step-"
 
 @dataclass
 class Progress:
-    """Where training stands; the JSON part of a checkpoint."""
+    """Where training stands; the JSON part of a checkpoint. The engine's best-epoch tracker records
+    into `best`, `best_epoch` and `stale`, so they are saved and restored with the rest."""
 
     epoch: int = 1
     batches_done: int = 0
@@ -64,33 +69,29 @@ class Checkpointer:
         return complete[-1] if complete else None
 
     def save(self, progress: Progress, model: nn.Module, optimizer, scheduler, best_state: dict | None) -> Path:
-        from safetensors.torch import save_file
-
-        accelerator = self.accelerator
         final = self.folder / f"{_PREFIX}{progress.step:08d}"
+        with self._staged(final) as staging:
+            _save_rng(staging, self.accelerator.process_index)
+            if self.accelerator.is_main_process:
+                _write_shared(staging, progress, model, optimizer, scheduler, best_state)
+        if self.accelerator.is_main_process:
+            self._rotate(keep_also=progress)
+        self.accelerator.wait_for_everyone()
+        return final
+
+    @contextmanager
+    def _staged(self, final: Path) -> Iterator[Path]:
+        """The folder ``<final>.tmp`` that every process writes into; the main one makes it and,
+        once every process has written, swaps it in as `final`."""
         staging = final.with_name(final.name + ".tmp")
-        if accelerator.is_main_process:
+        main = self.accelerator.is_main_process
+        if main:
             for stale in self.folder.glob(f"{_PREFIX}*.tmp"):  # left by a kill during an earlier write
                 shutil.rmtree(stale, ignore_errors=True)
-            staging.mkdir(parents=True)
-        accelerator.wait_for_everyone()
-        _save_rng(staging, accelerator.process_index)
-        if accelerator.is_main_process:
-            save_file(training_state(model), str(staging / "trainable.safetensors"))
-            tensors, groups = _flatten_optimizer(optimizer.state_dict())
-            save_file(tensors, str(staging / "optimizer.safetensors"))
-            _write_json(staging / "optimizer.json", groups)
-            _write_json(staging / "scheduler.json", scheduler.state_dict())
-            if best_state:
-                save_file({k: v.contiguous() for k, v in best_state.items()}, str(staging / "best.safetensors"))
-            _write_json(staging / "progress.json", asdict(progress))  # last: its presence marks completeness
-        accelerator.wait_for_everyone()
-        if accelerator.is_main_process:
-            shutil.rmtree(final, ignore_errors=True)
-            staging.rename(final)
-            self._rotate(keep_also=progress)
-        accelerator.wait_for_everyone()
-        return final
+        with staged_folder(final, staging=staging) if main else nullcontext(staging):
+            self.accelerator.wait_for_everyone()  # the folder exists
+            yield staging
+            self.accelerator.wait_for_everyone()  # every process has written its part
 
     def load(self, path: Path, model: nn.Module, optimizer, scheduler, identity: dict[str, Any]) -> tuple[Progress, dict | None]:
         from safetensors.torch import load_file
@@ -141,6 +142,20 @@ def load_training_state(model: nn.Module, state: dict[str, torch.Tensor]) -> Non
     with torch.no_grad():
         for name, value in state.items():
             tensors[name].copy_(value)
+
+
+def _write_shared(folder: Path, progress: Progress, model: nn.Module, optimizer, scheduler, best_state: dict | None) -> None:
+    """What one process writes for all: weights, optimizer, schedule, best state, then progress."""
+    from safetensors.torch import save_file
+
+    save_file(training_state(model), str(folder / "trainable.safetensors"))
+    tensors, groups = _flatten_optimizer(optimizer.state_dict())
+    save_file(tensors, str(folder / "optimizer.safetensors"))
+    _write_json(folder / "optimizer.json", groups)
+    _write_json(folder / "scheduler.json", scheduler.state_dict())
+    if best_state:
+        save_file({k: v.contiguous() for k, v in best_state.items()}, str(folder / "best.safetensors"))
+    _write_json(folder / "progress.json", asdict(progress))  # last: its presence marks completeness
 
 
 def _flatten_optimizer(state: dict[str, Any]) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:

@@ -11,7 +11,7 @@ import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -19,6 +19,9 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from nlp_transfer.config.settings import TrainingConfig
+
+if TYPE_CHECKING:
+    from nlp_transfer.training.checkpoints import Progress
 
 __all__ = ["TrainingHistory", "make_accelerator", "process_state", "run_inference", "train_loop", "end_distributed"]
 
@@ -67,7 +70,7 @@ def make_accelerator(settings: TrainingConfig):
         # (single) process must be allowed to change it.
         if PartialState().num_processes > 1:
             raise
-        AcceleratorState._reset_state()  # private, and the only way: accelerate offers no public reset
+        AcceleratorState._reset_state()  # private, and the only way: accelerate (1.16) has no public reset
         accelerator = Accelerator(**kwargs)
     return accelerator
 
@@ -173,85 +176,170 @@ def train_loop(
     With a `checkpointer`, saves after each epoch (and every `save_steps`); `resume` continues
     from its newest checkpoint exactly where it stopped (data order, random state, schedule).
     """
-    from transformers import get_scheduler
+    latest = _checkpoint_to_resume(checkpointer) if resume else None  # before any work: it may refuse
+    job = _Job(param_groups, eval_loader, settings, score, accelerator, metric_name, greater_is_better, checkpointer,
+               on_epoch_start or (lambda epoch: False))
+    run = _Run(job, model, train_loader)
+    restore_rng = run.start(latest, identity or {})
+    started = time.perf_counter()
+    for epoch in range(run.progress.epoch, settings.epochs + 1):
+        if run.tracker.should_stop:  # a run resumed after its early stop has nothing left to do
+            break
+        run.epoch(epoch, restore_rng)
+        restore_rng = None
+        if run.tracker.should_stop:
+            logger.info("Early stopping: no improvement of %s for %d evaluations.", metric_name, run.tracker.patience)
+            break
+    return run.finish(time.perf_counter() - started)
 
-    on_epoch_start = on_epoch_start or (lambda epoch: False)
-    latest = _checkpoint_to_resume(checkpointer) if resume else None
-    sampler = train_loader.batch_sampler
-    on_epoch_start(1)
-    optimizer = _adamw(param_groups())
-    prepared, optimizer, train_loader = accelerator.prepare(model, optimizer, train_loader)
-    steps_per_epoch = math.ceil(len(train_loader) / settings.gradient_accumulation_steps)
-    total = steps_per_epoch * settings.epochs
-    # accelerate steps a prepared scheduler once per process per optimizer step.
-    warmup = math.ceil(total * settings.warmup_ratio) * accelerator.num_processes
-    # transformers' "constant" ignores warmup; "constant_with_warmup" is constant after it
-    schedule = "constant_with_warmup" if settings.scheduler == "constant" and warmup > 0 else settings.scheduler
-    scheduler = accelerator.prepare(get_scheduler(
-        schedule, optimizer, num_warmup_steps=warmup, num_training_steps=total * accelerator.num_processes))
-    _log_banner(model, train_loader, eval_loader, settings, accelerator, total)
-    tracker = _BestTracker(metric_name, greater_is_better, settings.early_stopping_patience)
 
-    def unfreeze(epoch: int) -> bool:
-        if not on_epoch_start(epoch):
+@dataclass(frozen=True)
+class _Job:
+    """What `train_loop` was asked to do; fixed for the whole run (see its docstring)."""
+
+    param_groups: Callable[[], list[dict[str, Any]]]
+    eval_loader: DataLoader | None
+    settings: TrainingConfig
+    score: ScoreFn
+    accelerator: Any
+    metric_name: str
+    greater_is_better: bool
+    checkpointer: Any
+    on_epoch_start: Callable[[int], bool]
+
+
+class _Run:
+    """One run of the loop: the prepared model, optimizer and schedule, where training stands
+    (`progress`, what a checkpoint saves) and the best epoch (`tracker`, which records into it)."""
+
+    progress: Progress
+    tracker: _BestTracker
+
+    def __init__(self, job: _Job, model: nn.Module, train_loader: DataLoader) -> None:
+        accelerator, settings = job.accelerator, job.settings
+        self.job = job
+        self.sampler = train_loader.batch_sampler  # ours, taken before accelerate wraps the loader
+        job.on_epoch_start(1)
+        optimizer = _adamw(job.param_groups())
+        self.model, self.optimizer, self.train_loader = accelerator.prepare(model, optimizer, train_loader)
+        total = math.ceil(len(self.train_loader) / settings.gradient_accumulation_steps) * settings.epochs
+        self.scheduler = accelerator.prepare(_schedule(settings, self.optimizer, total, accelerator.num_processes))
+        _log_banner(model, self.train_loader, job.eval_loader, settings, accelerator, total)
+
+    @property
+    def unwrapped(self) -> nn.Module:
+        return self.job.accelerator.unwrap_model(self.model)
+
+    def start(self, latest, identity: dict[str, Any]) -> Callable[[], None] | None:
+        """Fresh progress, or the `latest` checkpoint's (weights, optimizer, schedule and best restored).
+
+        Returns, when resuming mid-epoch, a function that restores the random state: it must run
+        after the epoch's data iterator exists, as it did when the state was saved.
+        """
+        from nlp_transfer.training.checkpoints import Progress
+
+        if latest is None:
+            self.progress, best_state, restore_rng = Progress(identity=identity, epoch_sums=_fresh_sums()), None, None
+        else:
+            best_state, restore_rng = self._resume(latest, identity)
+        job = self.job
+        self.tracker = _BestTracker(job.metric_name, job.greater_is_better, job.settings.early_stopping_patience,
+                                    self.progress, best_state)
+        return restore_rng
+
+    def _resume(self, latest, identity: dict[str, Any]):
+        """Load the checkpoint `latest` into this run; its best state, and the random-state restore
+        still to run (None when it has run)."""
+        from nlp_transfer.training.checkpoints import _load_rng
+
+        checkpointer = self.job.checkpointer
+        # Replay the epochs that had started when the checkpoint was saved: the optimizer must hold
+        # the same groups, in the same order, as it did then, before its state is loaded. (The saved
+        # best state already holds the weights unfrozen since the best epoch.)
+        if any([self._grow(epoch) for epoch in range(2, _started_epoch(latest) + 1)]):  # a list: every epoch replays
+            self.model = _rewrap(self.job.accelerator, self.model)
+        self.progress, best_state = checkpointer.load(latest, self.unwrapped, self.optimizer, self.scheduler, identity)
+        logger.info("Resuming from %s: epoch %d, %d batches into it, optimizer step %d.", latest, self.progress.epoch,
+                    self.progress.batches_done, self.progress.step)
+        restore = lambda: _load_rng(latest, checkpointer.accelerator.process_index)  # noqa: E731
+        if self.progress.batches_done == 0:  # saved at an epoch's end: before the next epoch's iterator
+            restore()
+            return best_state, None
+        return best_state, restore
+
+    def _grow(self, epoch: int) -> bool:
+        """Let `on_epoch_start` unfreeze more; what it made trainable joins the optimizer."""
+        if not self.job.on_epoch_start(epoch):
             return False
-        tracker.cover(accelerator.unwrap_model(prepared))
-        _add_new_parameters(optimizer, scheduler, param_groups())
+        _add_new_parameters(self.optimizer, self.scheduler, self.job.param_groups())
         return True
 
-    if latest is not None:
-        # Replay the epochs that had started when the checkpoint was saved: the optimizer must hold
-        # the same groups, in the same order, as it did then, before its state is loaded.
-        if any([unfreeze(epoch) for epoch in range(2, _started_epoch(latest) + 1)]):  # a list: every epoch replays
-            prepared = _rewrap(accelerator, prepared)
-    progress, restore_rng = _start(checkpointer, latest, identity or {}, accelerator.unwrap_model(prepared), optimizer,
-                                   scheduler, tracker)
-
-    def save_checkpoint() -> None:
-        if checkpointer is not None:
-            progress.best, progress.best_epoch, progress.stale = tracker.best, tracker.best_epoch, tracker.stale
-            checkpointer.save(progress, accelerator.unwrap_model(prepared), optimizer, scheduler, tracker.best_state)
-
-    started = time.perf_counter()
-    for epoch in range(progress.epoch, settings.epochs + 1):
-        if tracker.should_stop:  # a run resumed after its early stop has nothing left to do
-            break
-        if epoch > 1 and unfreeze(epoch):
-            prepared = _rewrap(accelerator, prepared)
-        loader = accelerator.skip_first_batches(train_loader, progress.batches_done) if progress.batches_done else train_loader
-        # accelerate re-seeds the batch sampler with its loader's own iteration count each time it
-        # iterates; pin both to the epoch (zero-based) so a resumed run, whose loaders are new
-        # objects, draws the same batches as an uninterrupted one. The dataset hears it too: image
-        # augmentation is seeded per (epoch, example).
-        for target in (loader, sampler, train_loader.dataset):
-            if hasattr(target, "set_epoch"):
-                target.set_epoch(epoch - 1)
-        row = _train_epoch(prepared, loader, optimizer, scheduler, settings, accelerator, progress, restore_rng,
-                           save_checkpoint if settings.save_steps else None)
-        restore_rng = None
-        if eval_loader is not None:
-            prepared.eval()
-            outputs, targets = run_inference(lambda b: prepared(**_inputs(b))["logits"], eval_loader, accelerator, "Evaluating")
-            row.update({f"eval_{k}": v for k, v in score(outputs, targets).items()})
-            improved = tracker.update(row[f"eval_{metric_name}"], epoch, accelerator.unwrap_model(prepared))
-            logger.info("epoch %d: %s%s", epoch, _short(row), " (best so far)" if improved else "")
+    def epoch(self, epoch: int, restore_rng: Callable[[], None] | None) -> None:
+        """Train `epoch` (or what is left of it), evaluate it, and checkpoint when asked."""
+        job, progress = self.job, self.progress
+        if epoch > 1 and self._grow(epoch):
+            self.tracker.cover(self.unwrapped)
+            self.model = _rewrap(job.accelerator, self.model)
+        row = _train_epoch(self.model, self._epoch_loader(epoch), self.optimizer, self.scheduler, job.settings,
+                           job.accelerator, progress, restore_rng, self.save if job.settings.save_steps else None)
+        if job.eval_loader is not None:
+            self._evaluate(epoch, row)
         row["step"] = progress.step
         progress.epochs.append(row)
         progress.epoch, progress.batches_done = epoch + 1, 0
         progress.epoch_sums = _fresh_sums()
-        if settings.save_each_epoch:
-            save_checkpoint()
-        if tracker.should_stop:
-            logger.info("Early stopping: no improvement of %s for %d evaluations.", metric_name, tracker.patience)
-            break
-    seconds = time.perf_counter() - started
-    unwrapped = accelerator.unwrap_model(prepared)
-    if settings.load_best_model_at_end and tracker.best_state is not None:
-        tracker.restore(unwrapped)
-        logger.info("Restored the weights of epoch %d (%s=%.4f).", tracker.best_epoch, metric_name, tracker.best)
-    accelerator.free_memory()  # drop the DDP wrapper before anyone tears the process group down
-    return TrainingHistory(progress.epochs, progress.steps, metric_name if eval_loader is not None else None,
-                           tracker.best_epoch, tracker.best, seconds, tracker.should_stop)
+        if job.settings.save_each_epoch:
+            self.save()
+
+    def _epoch_loader(self, epoch: int):
+        loader = self.train_loader
+        if self.progress.batches_done:
+            loader = self.job.accelerator.skip_first_batches(loader, self.progress.batches_done)
+        # accelerate re-seeds the batch sampler with its loader's own iteration count each time it
+        # iterates; pin both to the epoch (zero-based) so a resumed run, whose loaders are new
+        # objects, draws the same batches as an uninterrupted one. The dataset hears it too: image
+        # augmentation is seeded per (epoch, example).
+        for target in (loader, self.sampler, self.train_loader.dataset):
+            if hasattr(target, "set_epoch"):
+                target.set_epoch(epoch - 1)
+        return loader
+
+    def _evaluate(self, epoch: int, row: dict[str, Any]) -> None:
+        """Score the evaluation set into `row` and let the tracker see it."""
+        job, model = self.job, self.model
+        model.eval()
+        outputs, targets = run_inference(lambda b: model(**_inputs(b))["logits"], job.eval_loader, job.accelerator,
+                                         "Evaluating")
+        row.update({f"eval_{k}": v for k, v in job.score(outputs, targets).items()})
+        improved = self.tracker.update(row[f"eval_{job.metric_name}"], epoch, self.unwrapped)
+        logger.info("epoch %d: %s%s", epoch, _short(row), " (best so far)" if improved else "")
+
+    def save(self) -> None:
+        if self.job.checkpointer is not None:
+            self.job.checkpointer.save(self.progress, self.unwrapped, self.optimizer, self.scheduler,
+                                       self.tracker.best_state)
+
+    def finish(self, seconds: float) -> TrainingHistory:
+        """Restore the best epoch's weights when asked, let go of the wrappers, and report."""
+        job, progress, tracker = self.job, self.progress, self.tracker
+        if job.settings.load_best_model_at_end and tracker.best_state is not None:
+            tracker.restore(self.unwrapped)
+            logger.info("Restored the weights of epoch %d (%s=%.4f).", progress.best_epoch, job.metric_name,
+                        progress.best)
+        job.accelerator.free_memory()  # drop the DDP wrapper before anyone tears the process group down
+        return TrainingHistory(progress.epochs, progress.steps, job.metric_name if job.eval_loader is not None else None,
+                               progress.best_epoch, progress.best, seconds, tracker.should_stop)
+
+
+def _schedule(settings: TrainingConfig, optimizer, total_steps: int, processes: int):
+    """The learning-rate schedule of `settings` over `total_steps` optimizer steps."""
+    from transformers import get_scheduler
+
+    # accelerate steps a prepared scheduler once per process per optimizer step.
+    warmup = math.ceil(total_steps * settings.warmup_ratio) * processes
+    # transformers' "constant" ignores warmup; "constant_with_warmup" is constant after it
+    schedule = "constant_with_warmup" if settings.scheduler == "constant" and warmup > 0 else settings.scheduler
+    return get_scheduler(schedule, optimizer, num_warmup_steps=warmup, num_training_steps=total_steps * processes)
 
 
 def _checkpoint_to_resume(checkpointer):
@@ -273,28 +361,6 @@ def _started_epoch(path) -> int:
 
     progress = read_progress(path)
     return progress.epoch if progress.batches_done else progress.epoch - 1
-
-
-def _start(checkpointer, latest, identity: dict[str, Any], model, optimizer, scheduler, tracker):
-    """Fresh progress, or the `latest` checkpoint's (weights, optimizer, schedule and best restored).
-
-    Returns the progress and, when resuming mid-epoch, a function that restores the random state:
-    it must run after the epoch's data iterator exists, as it did when the state was saved.
-    """
-    from nlp_transfer.training.checkpoints import Progress, _load_rng
-
-    if latest is None:
-        return Progress(identity=identity, epoch_sums=_fresh_sums()), None
-    progress, best_state = checkpointer.load(latest, model, optimizer, scheduler, identity)
-    tracker.best, tracker.best_epoch, tracker.stale, tracker.best_state = (progress.best, progress.best_epoch,
-                                                                           progress.stale, best_state)
-    logger.info("Resuming from %s: epoch %d, %d batches into it, optimizer step %d.", latest, progress.epoch,
-                progress.batches_done, progress.step)
-    restore = lambda: _load_rng(latest, checkpointer.accelerator.process_index)  # noqa: E731
-    if progress.batches_done == 0:  # saved at an epoch's end: before the next epoch's iterator
-        restore()
-        return progress, None
-    return progress, restore
 
 
 def _add_new_parameters(optimizer, scheduler, groups: list[dict[str, Any]]) -> None:
@@ -336,6 +402,7 @@ def _rewrap(accelerator, prepared):
     model = accelerator.unwrap_model(prepared, keep_fp32_wrapper=False)
     # The old wrapper must go before the new one exists: its reducer's gradient hooks stay on the
     # parameters until it is freed. accelerate keeps a list of prepared models; drop it from there.
+    # Private: its only public release, `free_memory`, also drops the optimizer, schedule and loaders.
     accelerator._models = [m for m in accelerator._models if m is not prepared]
     del prepared
     gc.collect()
@@ -375,15 +442,7 @@ def _train_epoch(model, loader, optimizer, scheduler, settings, accelerator, pro
             # global RNG), as it did when the state was saved mid-epoch.
             restore_rng()
             restore_rng = None
-        with accelerator.accumulate(model):
-            loss = model(**batch)["loss"]
-            accelerator.backward(loss)
-            if accelerator.sync_gradients and settings.max_grad_norm is not None:
-                accelerator.clip_grad_norm_(model.parameters(), settings.max_grad_norm)
-            optimizer.step()
-            scheduler.step()
-            optimizer.zero_grad(set_to_none=True)
-        value = loss.detach().float().item()
+        value = _step(model, batch, optimizer, scheduler, settings, accelerator)
         samples_now += len(batch["index"])
         for key, add in (("loss", value), ("batches", 1), ("samples", len(batch["index"])), ("window_loss", value),
                          ("window_batches", 1)):
@@ -393,12 +452,8 @@ def _train_epoch(model, loader, optimizer, scheduler, settings, accelerator, pro
             continue
         progress.step += 1
         if progress.step % settings.logging_steps == 0:
-            window = sums["window_loss"] / sums["window_batches"]
-            progress.steps.append({"epoch": progress.epoch, "step": progress.step, "loss": window,
-                                   "learning_rate": max(scheduler.get_last_lr()),
-                                   "samples_per_second": samples_now * accelerator.num_processes / (time.perf_counter() - started)})
-            bar.set_postfix(loss=f"{window:.4f}")
-            sums["window_loss"], sums["window_batches"] = 0.0, 0
+            rate = samples_now * accelerator.num_processes / (time.perf_counter() - started)
+            bar.set_postfix(loss=f"{_log_window(progress, scheduler, rate):.4f}")
         if on_save is not None and progress.step % settings.save_steps == 0:
             on_save()
     if restore_rng is not None:  # saved after the epoch's last batch: nothing was left to iterate
@@ -408,35 +463,64 @@ def _train_epoch(model, loader, optimizer, scheduler, settings, accelerator, pro
             "train_samples_per_second": samples_now * accelerator.num_processes / max(seconds, 1e-9)}
 
 
-class _BestTracker:
-    """Best metric so far, a CPU copy of the model state that training changes at that point
-    (trainable weights and buffers, see `checkpoints.training_state`), and patience."""
+def _step(model, batch, optimizer, scheduler, settings, accelerator) -> float:
+    """Forward and backward one batch; the optimizer steps when accelerate's accumulation says so
+    (its prepared optimizer and schedule skip the calls in between)."""
+    with accelerator.accumulate(model):
+        loss = model(**batch)["loss"]
+        accelerator.backward(loss)
+        if accelerator.sync_gradients and settings.max_grad_norm is not None:
+            accelerator.clip_grad_norm_(model.parameters(), settings.max_grad_norm)
+        optimizer.step()
+        scheduler.step()
+        optimizer.zero_grad(set_to_none=True)
+    return loss.detach().float().item()
 
-    def __init__(self, metric: str, greater_is_better: bool, patience: int | None) -> None:
+
+def _log_window(progress, scheduler, samples_per_second: float) -> float:
+    """Record the mean loss since the last logging step as a step row, start a new window, return it."""
+    sums = progress.epoch_sums
+    window = sums["window_loss"] / sums["window_batches"]
+    progress.steps.append({"epoch": progress.epoch, "step": progress.step, "loss": window,
+                           "learning_rate": max(scheduler.get_last_lr()), "samples_per_second": samples_per_second})
+    sums["window_loss"], sums["window_batches"] = 0.0, 0
+    return window
+
+
+class _BestTracker:
+    """Chooses the best evaluation and counts patience.
+
+    Its numbers (best metric, its epoch, evaluations since) are fields of the `progress` it records
+    into, so a checkpoint saves and restores them with the rest; beside them it keeps a CPU copy of
+    the model state that training changes at the best epoch (trainable weights and buffers, see
+    `checkpoints.training_state`), which a checkpoint saves as ``best.safetensors``.
+    """
+
+    def __init__(self, metric: str, greater_is_better: bool, patience: int | None, progress: Progress,
+                 best_state: dict[str, torch.Tensor] | None = None) -> None:
         self.metric, self.greater, self.patience = metric, greater_is_better, patience
-        self.best: float | None = None
-        self.best_epoch: int | None = None
-        self.best_state: dict[str, torch.Tensor] | None = None
-        self.stale = 0
+        self.progress = progress
+        self.best_state = best_state
         self._warned_nan = False
 
     def update(self, value: float, epoch: int, model: nn.Module) -> bool:
         from nlp_transfer.training.checkpoints import training_state
 
+        record = self.progress
         if math.isnan(value):  # never "best": a NaN compares false with everything and would pin the choice
             if not self._warned_nan:
                 self._warned_nan = True
                 logger.warning("eval_%s is NaN at epoch %d (e.g. a correlation of constant predictions, or too few "
                                "evaluation examples); epochs whose %s is NaN are never chosen as the best.",
                                self.metric, epoch, self.metric)
-            self.stale += 1
+            record.stale += 1
             return False
-        better = self.best is None or (value > self.best if self.greater else value < self.best)
+        better = record.best is None or (value > record.best if self.greater else value < record.best)
         if better:
-            self.best, self.best_epoch, self.stale = float(value), epoch, 0
+            record.best, record.best_epoch, record.stale = float(value), epoch, 0
             self.best_state = training_state(model)
         else:
-            self.stale += 1
+            record.stale += 1
         return better
 
     def cover(self, model: nn.Module) -> None:
@@ -450,7 +534,7 @@ class _BestTracker:
 
     @property
     def should_stop(self) -> bool:
-        return self.patience is not None and self.stale >= self.patience
+        return self.patience is not None and self.progress.stale >= self.patience
 
     def restore(self, model: nn.Module) -> None:
         from nlp_transfer.training.checkpoints import load_training_state

@@ -16,7 +16,6 @@ import hashlib
 import json
 import logging
 import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +24,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
+from nlp_transfer.storage.atomic import staged_file
 from nlp_transfer.training.engine import run_inference
 
 __all__ = ["FeatureDataset", "encode_features", "FeatureCache", "default_cache_dir"]
@@ -108,20 +108,15 @@ class FeatureCache:
         return features
 
     def store(self, dataset: Dataset, features: torch.Tensor) -> None:
+        """Keep `features` for `dataset`; a cache that cannot be written is a warning, not a failure."""
         from safetensors.torch import save_file
 
-        self.folder.mkdir(parents=True, exist_ok=True)
         target = self.folder / f"{self.key(dataset)}.safetensors"
-        handle, temporary = tempfile.mkstemp(prefix=".tmp-", suffix=".safetensors", dir=self.folder)
-        os.close(handle)
         try:
-            save_file({"features": features.contiguous()}, temporary)
-            os.replace(temporary, target)  # readers never see a half-written file
+            with staged_file(target) as temporary:  # readers never see a half-written file
+                save_file({"features": features.contiguous()}, str(temporary))
         except OSError as error:
             logger.warning("Could not write the feature cache %s (%s); continuing without it.", target, error)
-        finally:
-            if os.path.exists(temporary):
-                os.remove(temporary)
 
 
 def weights_fingerprint(module: nn.Module) -> str:
