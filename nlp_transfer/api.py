@@ -19,7 +19,6 @@ from pathlib import Path
 from typing import Any
 
 from nlp_transfer.config.run import RunConfig, dump_config, load_config, resolve, with_overrides
-from nlp_transfer.config.settings import DataConfig
 from nlp_transfer.data.sources import Splits, load_splits
 from nlp_transfer.training.memory import PeakMemory
 
@@ -85,23 +84,25 @@ def train(config: RunConfig | str | Path, overrides: Sequence[str] = (), *, resu
     if process_state().is_main_process and config.train.checkpoint_dir is None:
         shutil.rmtree(checkpoints, ignore_errors=True)  # the run is safe in its folder; a chosen checkpoint_dir is kept
     if config.output.push_to_hub:  # after the local save: a failed push loses nothing
-        from nlp_transfer.training.engine import process_state
-
         if process_state().is_main_process:
             push_run(result.path, config.output.hub_model_id, private=config.output.hub_private)
     return result
 
 
 def fit_run(config: RunConfig, splits: Splits, *, resume: bool = False, checkpoint_dir: str | None = None) -> RunResult:
-    """Build the classifier the config describes, fit it, and score the configured splits (no files)."""
-    config = resolve(config)
+    """Build the classifier the config describes, fit it, and score the configured splits (no files).
+
+    `train` and `compare` hand it the config `resolve` made; given an unresolved one, the fit still
+    fills the strategy's defaults (`resolve_training`, the one place they are resolved).
+    """
     # the run's own memory: its model and fit, above what the process held before (in `compare`, the
     # earlier strategies' models and leftovers), so runs in one process do not inherit each other's
     with PeakMemory() as peak:
         clf = build_classifier(config)
         started = time.perf_counter()
-        settings = _fit_settings(config) | ({"checkpoint_dir": checkpoint_dir} if checkpoint_dir else {})
-        history = clf.fit(splits.train, splits.validation, resume=resume, **settings)
+        training = dataclasses.replace(config.train, checkpoint_dir=checkpoint_dir or config.train.checkpoint_dir)
+        history = clf.fit(splits.train, splits.validation, resume=resume, training=training,
+                          data=config.data.data_config())
         fit_seconds = time.perf_counter() - started
     final = {split: clf.evaluate(getattr(splits, split)) for split in config.eval.splits
              if getattr(splits, split) is not None}
@@ -129,20 +130,15 @@ def _baseline_warnings(metrics: dict[str, dict[str, Any]]) -> list[str]:
 
 def build_classifier(config: RunConfig):
     """The classifier `config.model` describes (text or vision), its strategy applied, not yet trained."""
-    model = config.model
-    common = dict(labels=model.labels, num_labels=model.num_labels, task=model.task, strategy=config.strategy.name,
-                  head=model.head, dropout=model.dropout, threshold=model.threshold, seed=config.train.seed,
-                  allow_pickle=model.allow_pickle, random_init=model.random_init, **config.strategy.options())
-    if model.type == "vision":
+    if config.model.type == "vision":
         from nlp_transfer.classifiers.image import ImageClassifier
 
-        return ImageClassifier.from_pretrained(model.name_or_path, image_size=model.image_size,
-                                               architecture=model.architecture, model_args=model.model_args, **common)
+        return ImageClassifier.from_pretrained(config.model.name_or_path, model=config.model, strategy=config.strategy,
+                                               seed=config.train.seed)
     from nlp_transfer.classifiers.text import TextClassifier
 
-    return TextClassifier.from_pretrained(model.name_or_path, pooling=model.pooling, pool_layers=model.pool_layers,
-                                          max_length=config.data.max_length, trust_remote_code=model.trust_remote_code,
-                                          num_layers=model.num_layers, **common)
+    return TextClassifier.from_pretrained(config.model.name_or_path, model=config.model, strategy=config.strategy,
+                                          max_length=config.data.max_length, seed=config.train.seed)
 
 
 def write_run(path: Path, result: RunResult, *, save_model: bool, splits: Splits | None = None) -> RunResult:
@@ -200,9 +196,7 @@ def push_run(run_or_model: str | Path, repo_id: str, *, private: bool = False, t
     import shutil
     import tempfile
 
-    from nlp_transfer.storage.card import model_card
-    from nlp_transfer.storage.hub import push_folder, warn_if_base_is_local
-    from nlp_transfer.storage.model_folder import read_metadata
+    from nlp_transfer.storage.hub import push_folder
     from nlp_transfer.storage.run_folder import find_model_folder
 
     model_folder = find_model_folder(run_or_model)
@@ -213,8 +207,6 @@ def push_run(run_or_model: str | Path, repo_id: str, *, private: bool = False, t
             load_model(model_folder).save(staged, merge_lora=True)
         else:
             shutil.copytree(model_folder, staged)
-        meta = read_metadata(staged)
-        warn_if_base_is_local(meta)
         extra: dict[str, Any] = {}
         if run is not None:
             config = load_config(run / "config.yaml")
@@ -223,9 +215,9 @@ def push_run(run_or_model: str | Path, repo_id: str, *, private: bool = False, t
             extra = {"title": config.run.name, "results": metrics.get("final"), "dataset": config.data.dataset,
                      "dataset_config": config.data.dataset_config,
                      "environment": json.loads(env_file.read_text(encoding="utf-8")) if env_file.is_file() else None}
-        (staged / "README.md").write_text(model_card(meta, repo_id=repo_id, **extra), encoding="utf-8")
         hint = f"The run is unchanged in {run_or_model}; push it later with: nlp-transfer push {run_or_model} --repo-id {repo_id}"
-        return push_folder(staged, repo_id, private=private, token=token, commit_message=commit_message, retry_hint=hint)
+        return push_folder(staged, repo_id, private=private, token=token, commit_message=commit_message, retry_hint=hint,
+                           card=extra)
 
 
 def load_model(run_or_model: str | Path):
@@ -330,9 +322,3 @@ def _write_predictions(folder: Path, clf, splits: Splits, config: RunConfig, is_
         predictions = _prediction_rows(clf, _inputs_of(clf, source, f"data.{split}"))
         if is_main:
             write_jsonl(folder / f"predictions-{split}.jsonl", predictions)
-
-
-def _fit_settings(config: RunConfig) -> dict[str, Any]:
-    data_fields = {f.name for f in dataclasses.fields(DataConfig)}
-    data = {k: v for k, v in dataclasses.asdict(config.data).items() if k in data_fields}
-    return {**dataclasses.asdict(config.train), **data}

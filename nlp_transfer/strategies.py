@@ -1,32 +1,101 @@
-"""The strategy layer: the only place that decides which weights train.
+"""The strategy layer: the only place that decides which weights train, and the registry of strategies.
 
 A strategy freezes and unfreezes the backbone's stem and blocks (and, for LoRA, adds adapters);
 the head always trains. The same classes drive text encoders and vision backbones, because they
-only use the `Backbone` contract (stem, blocks, LoRA targets).
+only use the backbone contract (`nlp_transfer.backbones.Backbone`).
 
-Adding a strategy: one options dataclass in `config.STRATEGY_OPTIONS`, one class here, one entry in
-`STRATEGIES`.
+Adding a strategy is one class (with its options dataclass beside it) and one `STRATEGIES` entry:
+the config section, the CLI, the defaults, the model card and the test matrices read the registry.
+
+No torch import at module level: the config layer reads the registry (names, options, defaults)
+and must stay instant for ``--help``.
 """
 
 from __future__ import annotations
 
 import logging
-from dataclasses import asdict
-from typing import Any
+from dataclasses import asdict, dataclass, is_dataclass
+from typing import TYPE_CHECKING, Any
 
-import torch
-from torch import nn
+from nlp_transfer.config.settings import _f, _in_unit_interval, _positive, _validate_fields, build
+from nlp_transfer.errors import ConfigError, StrategyError, did_you_mean
 
-from nlp_transfer.config.settings import STRATEGY_OPTIONS, build
-from nlp_transfer.errors import StrategyError, did_you_mean
-from nlp_transfer.modeling.transfer_model import TransferModel
+if TYPE_CHECKING:
+    import torch
+    from torch import nn
 
-__all__ = ["Strategy", "FeatureExtraction", "Partial", "Full", "Lora", "Gradual", "STRATEGIES", "make_strategy",
-           "parameter_groups"]
+    from nlp_transfer.backbones import Backbone
+    from nlp_transfer.modeling.transfer_model import TransferModel
+
+__all__ = ["Strategy", "FeatureExtraction", "Partial", "Full", "Lora", "Gradual", "StrategySpec", "STRATEGIES",
+           "FeatureExtractionOptions", "PartialOptions", "FullOptions", "LoraOptions", "GradualOptions",
+           "make_strategy", "strategy_defaults", "parameter_groups"]
 
 logger = logging.getLogger(__name__)
 
 
+# ----------------------------------------------------------------- options (one small dataclass per strategy)
+@dataclass
+class FeatureExtractionOptions:
+    """Freeze the whole encoder (kept in eval mode, no dropout); only the new head trains."""
+
+
+@dataclass
+class PartialOptions:
+    """Train the top `unfreeze_last` encoder layers and the head; embeddings and lower layers stay frozen."""
+
+    unfreeze_last: int = _f(2, "How many of the top encoder layers train.")
+    layer_lr_decay: float = _f(1.0, "Learning rate multiplier per layer going down (1.0 = off).")
+
+    def __post_init__(self) -> None:
+        _validate_fields(self)
+        _positive(self, "unfreeze_last")
+        _in_unit_interval(self, "layer_lr_decay")
+
+
+@dataclass
+class FullOptions:
+    """Train every weight."""
+
+    layer_lr_decay: float = _f(1.0, "Learning rate multiplier per layer going down (1.0 = off, 0.9 is common).")
+
+    def __post_init__(self) -> None:
+        _validate_fields(self)
+        _in_unit_interval(self, "layer_lr_decay")
+
+
+@dataclass
+class LoraOptions:
+    """Low-rank adapters (peft LoRA) in the encoder; the base weights stay frozen, the head trains."""
+
+    r: int = _f(8, "Rank of the LoRA update matrices.")
+    lora_alpha: int = _f(16, "LoRA scaling numerator (the update is scaled by lora_alpha / r).")
+    lora_dropout: float = _f(0.1, "Dropout on the LoRA input (named as in peft, apart from the head's dropout).")
+    target_modules: list[str] | None = _f(None, "Linear layer names to adapt; default chosen per architecture.")
+
+    def __post_init__(self) -> None:
+        _validate_fields(self)
+        _positive(self, "r", "lora_alpha")
+        if not 0.0 <= self.lora_dropout < 1.0:
+            raise ConfigError(f"lora_dropout must be in [0, 1), got {self.lora_dropout}.")
+        if self.target_modules is not None and not self.target_modules:
+            raise ConfigError("target_modules is empty; give layer names or leave it unset for the default.")
+
+
+@dataclass
+class GradualOptions:
+    """Gradual unfreezing (ULMFiT): the head alone first, then more layers from the top each epoch."""
+
+    groups_per_epoch: int = _f(1, "Layer groups unfrozen at each epoch after the first (the embeddings are the last group).")
+    layer_lr_decay: float = _f(0.9, "Learning rate multiplier per layer going down (1.0 = off; ULMFiT's 1/2.6 = 0.38).")
+
+    def __post_init__(self) -> None:
+        _validate_fields(self)
+        _positive(self, "groups_per_epoch")
+        _in_unit_interval(self, "layer_lr_decay")
+
+
+# ----------------------------------------------------------------- strategies
 class Strategy:
     """Base class. `apply` sets ``requires_grad`` on every parameter of the model."""
 
@@ -36,7 +105,7 @@ class Strategy:
     def __init__(self, options: Any) -> None:
         self.options = options
 
-    def check(self, backbone: nn.Module) -> None:
+    def check(self, backbone: Backbone) -> None:
         """Raise `StrategyError` when the options do not fit this backbone (before anything trains)."""
 
     def apply(self, model: TransferModel) -> None:
@@ -82,7 +151,7 @@ class FeatureExtraction(Strategy):
 class Partial(Strategy):
     name = "partial"
 
-    def check(self, backbone: nn.Module) -> None:
+    def check(self, backbone: Backbone) -> None:
         depth, wanted = len(backbone.blocks()), self.options.unfreeze_last
         if wanted > depth:
             raise StrategyError(
@@ -111,8 +180,8 @@ class Full(Strategy):
 class Lora(Strategy):
     name = "lora"
 
-    def check(self, backbone: nn.Module) -> None:
-        if hasattr(backbone.encoder, "peft_config"):
+    def check(self, backbone: Backbone) -> None:
+        if backbone.has_adapters:
             return
         available = backbone.linear_layer_names()
         missing = [t for t in self._targets(backbone) if t not in available]
@@ -123,16 +192,18 @@ class Lora(Strategy):
             )
 
     def _kept_in_eval(self, model: TransferModel) -> list[nn.Module]:
+        from torch import nn
+
         # The base weights are frozen, BatchNorm statistics included: the saved adapter must
         # reproduce the model, and a moving running mean is not in it.
         return [m for m in model.backbone.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
 
-    def _targets(self, backbone: nn.Module) -> list[str]:
+    def _targets(self, backbone: Backbone) -> list[str]:
         return list(self.options.target_modules or backbone.default_lora_targets())
 
     def _unfreeze(self, model: TransferModel) -> None:
         backbone = model.backbone
-        if hasattr(backbone.encoder, "peft_config"):  # adapters already in place (reloaded model)
+        if backbone.has_adapters:  # adapters already in place (reloaded model)
             _set_lora_trainable(backbone.encoder)
             return
         try:
@@ -179,7 +250,7 @@ class Gradual(Strategy):
         return before != [p.requires_grad for p in model.parameters()]
 
     @staticmethod
-    def _groups(backbone: nn.Module) -> list[nn.Module]:
+    def _groups(backbone: Backbone) -> list[nn.Module]:
         """Layer groups top down: the last block first, the stem last."""
         return [*reversed(backbone.blocks()), backbone.stem()]
 
@@ -193,7 +264,7 @@ def _describe_depth(depth: int, blocks: int) -> str:
     return f"the head + {layers}{' + the stem' if depth > blocks else ''}"
 
 
-def _unfreeze_the_rest(backbone: nn.Module) -> None:
+def _unfreeze_the_rest(backbone: Backbone) -> None:
     """What sits above the blocks (e.g. a final LayerNorm) feeds the head directly: it trains with them."""
     inside = {id(p) for block in backbone.blocks() for p in block.parameters()} | {id(p) for p in backbone.stem().parameters()}
     for parameter in backbone.parameters():
@@ -206,20 +277,78 @@ def _set_lora_trainable(encoder: nn.Module) -> None:
         parameter.requires_grad_("lora_" in name)
 
 
-STRATEGIES: dict[str, type[Strategy]] = {
-    "feature_extraction": FeatureExtraction,
-    "partial": Partial,
-    "full": Full,
-    "lora": Lora,
-    "gradual": Gradual,
+@dataclass(frozen=True)
+class StrategySpec:
+    """One registered strategy: everything the rest of the package needs to know about it."""
+
+    strategy: type[Strategy]
+    options: type  # its options dataclass: the `strategy.<name>` config section, checked keywords in Python
+    # epochs, encoder and head learning rate when none are set, per modality (README "How defaults are chosen")
+    defaults: dict[str, dict[str, float]]
+    card: str  # how the model card says what trained; {option} names are filled from the saved options
+    needs: tuple[str, ...] = ()  # backbone members it relies on beyond the forward pass (see backbones.Backbone)
+    modalities: tuple[str, ...] = ("text", "vision")  # backbones it is tested on (the strategy x backbone matrix)
+
+
+# Text defaults measured on SST-2 with MiniLM-L6 (bench/sst2_defaults.py); vision defaults chosen on
+# a validation split by bench/vision_defaults.py: a small ResNet pre-trained on digits 0-4,
+# transferred to 5-9 from 10 and 50 images per class (the text defaults gave 22-69% on test there:
+# 3 epochs are a few optimizer steps on a few hundred images; these 70-99%). Not measured on
+# ImageNet weights (no download here). bench/RESULTS.md has both sweeps.
+STRATEGIES: dict[str, StrategySpec] = {
+    "feature_extraction": StrategySpec(
+        FeatureExtraction, FeatureExtractionOptions,
+        {"text": {"epochs": 20, "learning_rate": 1e-3, "head_learning_rate": 1e-3},
+         "vision": {"epochs": 30, "learning_rate": 1e-2, "head_learning_rate": 1e-2}},
+        "the encoder frozen; only a new head was trained on its pooled features"),
+    "partial": StrategySpec(
+        Partial, PartialOptions,
+        {"text": {"epochs": 3, "learning_rate": 1e-4, "head_learning_rate": 1e-3},
+         "vision": {"epochs": 30, "learning_rate": 1e-3, "head_learning_rate": 1e-2}},
+        "the top {unfreeze_last} encoder layers and a new head trained; the rest frozen", needs=("stem", "blocks")),
+    "full": StrategySpec(
+        Full, FullOptions,
+        {"text": {"epochs": 3, "learning_rate": 5e-5, "head_learning_rate": 1e-3},
+         "vision": {"epochs": 30, "learning_rate": 1e-3, "head_learning_rate": 1e-3}},
+        "every weight trained", needs=("stem", "blocks")),
+    "lora": StrategySpec(
+        Lora, LoraOptions,
+        {"text": {"epochs": 3, "learning_rate": 1e-3, "head_learning_rate": 1e-3},
+         "vision": {"epochs": 30, "learning_rate": 1e-3, "head_learning_rate": 1e-2}},
+        "LoRA adapters (r={r}, alpha={lora_alpha}) trained in the encoder, with a new head; the base weights frozen",
+        needs=("encoder", "default_lora_targets", "linear_layer_names")),
+    "gradual": StrategySpec(
+        Gradual, GradualOptions,
+        # text: not measured on SST-2: partial's rates (the top layer trains first, as in partial),
+        # and 4 epochs, the head and then the top 3 layers, about partial's depth in one epoch more;
+        # vision: partial's, not swept
+        {"text": {"epochs": 4, "learning_rate": 1e-4, "head_learning_rate": 1e-3},
+         "vision": {"epochs": 30, "learning_rate": 1e-3, "head_learning_rate": 1e-2}},
+        "gradual unfreezing: a new head first, then {groups_per_epoch} more encoder layer group(s) from the top "
+        "each epoch, with layer-wise learning-rate decay {layer_lr_decay}", needs=("stem", "blocks")),
 }
 
 
-def make_strategy(name: str, options: dict[str, Any] | None = None) -> Strategy:
-    """The strategy `name` with its options checked (unknown names and options get a "did you mean")."""
+def _spec(name: str) -> StrategySpec:
     if name not in STRATEGIES:
         raise StrategyError(f"Unknown strategy {name!r}: {did_you_mean(name, STRATEGIES)}")
-    return STRATEGIES[name](build(STRATEGY_OPTIONS[name], dict(options or {}), source=f"the {name!r} strategy options"))
+    return STRATEGIES[name]
+
+
+def make_strategy(name: str, options: dict[str, Any] | Any = None) -> Strategy:
+    """The strategy `name` with its options checked: a mapping (unknown names get a "did you mean")
+    or the strategy's own options dataclass, e.g. ``make_strategy("lora", LoraOptions(r=16))``."""
+    spec = _spec(name)
+    if is_dataclass(options) and not isinstance(options, type):
+        if not isinstance(options, spec.options):
+            raise ConfigError(f"strategy {name!r} takes {spec.options.__name__}, got {type(options).__name__}.")
+        return spec.strategy(options)
+    return spec.strategy(build(spec.options, dict(options or {}), source=f"the {name!r} strategy options"))
+
+
+def strategy_defaults(name: str, modality: str = "text") -> dict[str, float]:
+    """Epochs, encoder and head learning rates a strategy gets when none are set, per modality."""
+    return _spec(name).defaults[modality]
 
 
 def parameter_groups(model: TransferModel, strategy: Strategy, learning_rate: float, head_learning_rate: float,

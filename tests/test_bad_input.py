@@ -606,12 +606,19 @@ def test_threshold_outside_zero_one(bert, threshold):
     assert "model.threshold" in str(error.value)
 
 
-@pytest.mark.parametrize("pool_layers", [0, -1, 3])
-def test_pool_layers_outside_the_layer_count(bert, pool_layers):
-    with pytest.raises(StrategyError) as error:
+@pytest.mark.parametrize("pool_layers", [0, -1])
+def test_pool_layers_below_one_fails_before_the_model_loads(bert, pool_layers, no_model_loading):
+    with pytest.raises(ConfigError) as error:
         TextClassifier.from_pretrained(bert, pool_layers=pool_layers)
     message = str(error.value)
-    assert f"pool_layers={pool_layers}" in message and "from 1 to 2" in message and "leave it unset" in message
+    assert f"pool_layers={pool_layers}" in message and "from 1" in message and "leave it unset" in message
+
+
+def test_pool_layers_past_the_layer_count(bert):
+    with pytest.raises(StrategyError) as error:
+        TextClassifier.from_pretrained(bert, pool_layers=3)
+    message = str(error.value)
+    assert "pool_layers=3" in message and "from 1 to 2" in message and "leave it unset" in message
 
 
 def test_pool_layers_zero_in_a_run_config():

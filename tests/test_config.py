@@ -176,19 +176,58 @@ def _leaves(section) -> list[str]:
     return names
 
 
-def test_model_section_matches_from_pretrained():
-    # The model section is the arguments of TextClassifier.from_pretrained; a new argument there
-    # must get a config field here (and the other way round), or recipes silently lose it.
+@pytest.mark.parametrize("modality", ["text", "vision"])
+def test_every_python_keyword_is_one_config_field_with_its_default_and_help(modality):
+    # from_pretrained declares no setting of its own: each keyword is a field of a config section
+    # (same default, same help), so YAML, overrides, --help and Python cannot disagree.
     from nlp_transfer.classifiers.image import ImageClassifier
     from nlp_transfer.classifiers.text import TextClassifier
+    from nlp_transfer.config.keywords import model_keywords, model_settings
     from nlp_transfer.config.run import ModelSection
+    from nlp_transfer.strategies import STRATEGIES
 
-    def parameters(cls) -> set[str]:
-        return set(inspect.signature(cls.from_pretrained).parameters) - {"name_or_path", "strategy_options", "strategy", "seed"}
+    cls = TextClassifier if modality == "text" else ImageClassifier
+    signature = inspect.signature(cls.from_pretrained)
+    assert [p.name for p in signature.parameters.values() if p.kind is not p.VAR_KEYWORD] == ["name_or_path", "model",
+                                                                                              "strategy"]
+    keywords = model_keywords(modality)
+    for keyword, (section, name) in keywords.items():
+        assert dataclasses.is_dataclass(section) and name in {f.name for f in dataclasses.fields(section)}
+        assert section.__dataclass_fields__[name].metadata["help"]
+    model_fields = {f.name for f in dataclasses.fields(ModelSection)
+                    if f.metadata.get("modality") in (None, modality)} - {"name_or_path", "type"}
+    assert {k for k, (section, _) in keywords.items() if section is ModelSection} == model_fields
+    # no keyword given: every setting is its field's default (one default, resolved in one place)
+    chosen = model_settings(modality, "resnet18" if modality == "vision" else "some/model", {})
+    for f in dataclasses.fields(ModelSection):
+        if f.name not in ("name_or_path", "type"):
+            default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
+            assert getattr(chosen.model, f.name) == default, f.name
+    assert chosen.strategy.name == "feature_extraction" and chosen.given == frozenset()
+    # each strategy option is a keyword of exactly its strategy's options dataclass
+    for strategy, spec in STRATEGIES.items():
+        for option in dataclasses.fields(spec.options):
+            value = option.default if option.default is not dataclasses.MISSING else option.default_factory()
+            picked = model_settings(modality, "resnet18", {"strategy": strategy, option.name: value})
+            assert getattr(getattr(picked.strategy, strategy), option.name) == value
 
-    fields = {f.name for f in dataclasses.fields(ModelSection)} - {"name_or_path", "type"}
-    # every field is an argument of one of them, and every argument of either is a field
-    assert parameters(TextClassifier) | parameters(ImageClassifier) == fields | {"max_length"}
+
+def test_python_keywords_are_checked_like_yaml_keys():
+    from nlp_transfer.config.keywords import fit_settings, model_settings
+    from nlp_transfer.config.settings import DataConfig
+    from nlp_transfer.strategies import LoraOptions
+
+    with pytest.raises(ConfigError, match="did you mean 'unfreeze_last'"):
+        model_settings("text", "m", {"strategy": "partial", "unfreze_last": 1})
+    with pytest.raises(ConfigError, match="option of strategy lora"):
+        model_settings("text", "m", {"r": 4})  # LoRA's rank without LoRA
+    with pytest.raises(ConfigError, match="image_size"):
+        model_settings("text", "m", {"image_size": 64})  # a vision setting on a text model
+    assert model_settings("vision", "resnet18", {}, strategy=LoraOptions(r=4)).strategy.lora.r == 4
+    with pytest.raises(ConfigError, match="did you mean 'epochs'"):
+        fit_settings({"epocs": 3}, training=None, data=DataConfig())
+    training, data = fit_settings({"epochs": 2, "max_length": 32}, training=None, data=DataConfig(text_column="t"))
+    assert (training.epochs, data.max_length, data.text_column) == (2, 32, "t")
 
 
 def test_loading_a_config_does_not_import_torch():

@@ -171,7 +171,7 @@ def test_restoring_the_best_epoch_restores_layers_unfrozen_after_it(model_dirs, 
     ({"groups_per_epoch": 1.5}, "groups_per_epoch must be an int, got 1.5"),
     ({"layer_lr_decay": 0.0}, "layer_lr_decay must be in (0, 1], got 0.0"),
     ({"layer_lr_decay": 2.6}, "layer_lr_decay must be in (0, 1], got 2.6"),
-    ({"unfreeze_last": 2}, "Unknown setting 'unfreeze_last' in the 'gradual' strategy options"),
+    ({"unfreeze_last": 2}, "'unfreeze_last' is an option of strategy partial, but the strategy is 'gradual'"),
 ])
 def test_bad_options_are_config_errors(model_dirs, options, message):
     with pytest.raises(ConfigError) as error:

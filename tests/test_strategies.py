@@ -6,6 +6,7 @@ stay unchanged, a saved model reloads to the same predictions, and training lowe
 
 from __future__ import annotations
 
+import dataclasses
 import numpy as np
 import pytest
 import torch
@@ -14,7 +15,7 @@ from transformers import AutoModel
 
 from nlp_transfer import TextClassifier, strategies
 
-STRATEGIES = list(strategies.STRATEGIES)  # every registered strategy, so a new one joins the matrix
+STRATEGIES = [n for n, spec in strategies.STRATEGIES.items() if "text" in spec.modalities]  # every registered text strategy
 OPTIONS = {"partial": {"unfreeze_last": 1}, "lora": {"r": 4}}
 FAST = dict(epochs=2, batch_size=16, learning_rate=3e-3, head_learning_rate=3e-3)
 
@@ -334,3 +335,24 @@ def test_metrics_follow_the_weights_kept(model_dirs, keep_best):
     assert set(reported) == set(again) and again["confusion_matrix"] == reported.pop("confusion_matrix")
     for name, value in reported.items():  # the loss differs between epochs, so a wrong epoch's row shows
         assert again[name] == pytest.approx(value, abs=1e-6), name
+
+
+def test_every_registered_strategy_is_complete_and_needs_only_what_backbones_offer():
+    # one registry entry is all a strategy takes: options, defaults per modality, card wording and
+    # what it uses of a backbone, which must be part of the contract both backbones implement
+    from nlp_transfer.backbones import Backbone
+    from nlp_transfer.config.run import StrategySection
+    from nlp_transfer.storage.card import model_card  # noqa: F401  (the card reads the registry)
+
+    contract = {name for name in dir(Backbone) if not name.startswith("_")} | set(Backbone.__annotations__)
+    section = {f.name for f in dataclasses.fields(StrategySection)}
+    for name, spec in strategies.STRATEGIES.items():
+        assert spec.strategy.name == name and issubclass(spec.strategy, strategies.Strategy)
+        assert set(spec.needs) <= contract, (name, set(spec.needs) - contract)
+        for modality in spec.modalities:
+            assert set(spec.defaults[modality]) == {"epochs", "learning_rate", "head_learning_rate"}
+        options = {f.name: (f.default if f.default is not dataclasses.MISSING else f.default_factory())
+                   for f in dataclasses.fields(spec.options)}
+        spec.card.format(**options)  # every {option} in the card wording is one of its options
+        assert (name in section) == bool(options)  # a config section exactly for strategies with options
+        assert strategies.make_strategy(name, spec.options()).describe() == {"name": name, "options": options}

@@ -18,7 +18,7 @@ from torch import nn
 from nlp_transfer import ImageClassifier, strategies
 from nlp_transfer.errors import DataError, ModelLoadError, StrategyError
 
-STRATEGIES = list(strategies.STRATEGIES)  # every registered strategy, so a new one joins the matrix
+STRATEGIES = [n for n, spec in strategies.STRATEGIES.items() if "vision" in spec.modalities]  # every registered vision strategy
 OPTIONS = {"partial": {"unfreeze_last": 1}, "lora": {"r": 4}}
 FAST = dict(epochs=2, batch_size=16, learning_rate=3e-3, head_learning_rate=3e-3, validation_split=0.0,
             feature_cache_dir="memory")
@@ -150,18 +150,19 @@ def test_loss_decreases_on_learnable_images(resnet_dir):
 
 def test_images_get_cnn_defaults_not_the_text_ones(resnet_dir):
     from nlp_transfer.config.run import load_config, resolve
-    from nlp_transfer.config.settings import STRATEGY_DEFAULTS, VISION_STRATEGY_DEFAULTS
+    from nlp_transfer.strategies import strategy_defaults
 
-    for strategy, defaults in VISION_STRATEGY_DEFAULTS.items():
+    for strategy in STRATEGIES:
+        defaults = strategy_defaults(strategy, "vision")
         config = resolve(load_config(None, ["model.type=vision", f"model.name_or_path={resnet_dir}",
                                             f"strategy.name={strategy}"]))
         assert (config.train.epochs, config.train.learning_rate, config.train.head_learning_rate) == (
             defaults["epochs"], defaults["learning_rate"], defaults["head_learning_rate"])
         text = resolve(load_config(None, [f"strategy.name={strategy}"])).train
-        assert text.epochs == STRATEGY_DEFAULTS[strategy]["epochs"]  # text keeps its own
+        assert text.epochs == strategy_defaults(strategy, "text")["epochs"]  # text keeps its own
     history = make(resnet_dir, "feature_extraction").fit(square_images(24), batch_size=16, validation_split=0.0,
                                                          feature_cache_dir="memory")
-    assert len(history.epochs) == VISION_STRATEGY_DEFAULTS["feature_extraction"]["epochs"] == 30
+    assert len(history.epochs) == strategy_defaults("feature_extraction", "vision")["epochs"] == 30
 
 
 def test_feature_extraction_caches_features(resnet_dir, tmp_path, monkeypatch):

@@ -67,19 +67,30 @@ LORA_TARGETS: dict[str, list[str]] = {
 
 
 class TextBackbone(nn.Module):
-    """A Hugging Face encoder (``AutoModel``) plus pooling: a batch of tokens -> [batch, hidden]."""
+    """A Hugging Face encoder (``AutoModel``) plus pooling: a batch of tokens -> [batch, hidden].
+
+    Implements `nlp_transfer.backbones.Backbone` (pooling "cls" or "mean"; blocks are the
+    transformer layers, the stem the embeddings). Text-only extras: ``hf_config`` (the encoder's
+    transformers config, which saving and the native heads read) and ``max_positions()`` (the
+    longest input, which checks max_length).
+    """
 
     def __init__(self, encoder: nn.Module, pooling: Pooling, pool_layers: int = 1) -> None:
         super().__init__()
         self.encoder = encoder
-        self.pooling = pooling
-        self.pool_layers = pool_layers
+        self.pooling = pooling  # "cls" or "mean"
         self.feature_size = int(self.hf_config.hidden_size)
         self._accepted = set(inspect.signature(self.base_encoder.forward).parameters)
-        depth = len(self.blocks())
-        if isinstance(pool_layers, bool) or not isinstance(pool_layers, int) or not 1 <= pool_layers <= depth:
-            raise StrategyError(f"pool_layers={pool_layers!r}, but this model has {depth} layers: set pool_layers to a "
-                                f"whole number from 1 to {depth} (how many top layers to average), or leave it unset.")
+        self.pool_layers = pool_layers
+
+    @property
+    def encoder(self) -> nn.Module:
+        """The transformers model (a peft model once LoRA is applied): what LoRA wraps and saving writes."""
+        return self._modules["encoder"]
+
+    @encoder.setter
+    def encoder(self, module: nn.Module) -> None:  # nn.Module.__setattr__ registers a module itself; same effect
+        self._modules["encoder"] = module
 
     @property
     def base_encoder(self) -> nn.Module:
@@ -87,14 +98,35 @@ class TextBackbone(nn.Module):
         return self.encoder.get_base_model() if hasattr(self.encoder, "get_base_model") else self.encoder
 
     @property
+    def has_adapters(self) -> bool:
+        """True when peft has wrapped the encoder (LoRA adapters in place)."""
+        return hasattr(self.encoder, "peft_config")
+
+    @property
     def hf_config(self):
+        """The encoder's transformers config (text only)."""
         return self.base_encoder.config
 
     @property
     def model_type(self) -> str:
+        """transformers' model type ("bert", "roberta", ...)."""
         return str(self.hf_config.model_type)
 
+    @property
+    def pool_layers(self) -> int:
+        """How many top layers' outputs are averaged before pooling (1: the last layer only)."""
+        return self._pool_layers
+
+    @pool_layers.setter
+    def pool_layers(self, value: int) -> None:  # checked on every change: the classifiers and ranking set it too
+        depth = len(self.blocks())
+        if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= depth:
+            raise StrategyError(f"pool_layers={value!r}, but this model has {depth} layers: set pool_layers to a "
+                                f"whole number from 1 to {depth} (how many top layers to average), or leave it unset.")
+        self._pool_layers = value
+
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, **extra: torch.Tensor) -> torch.Tensor:
+        """Pooled features [batch, hidden]; extra inputs the encoder does not take (e.g. token_type_ids) are dropped."""
         kwargs = {k: v for k, v in extra.items() if k in self._accepted}
         if self.pool_layers == 1:
             hidden = self.encoder(input_ids=input_ids, attention_mask=attention_mask, **kwargs).last_hidden_state
@@ -120,6 +152,7 @@ class TextBackbone(nn.Module):
         return int(table) - (int(offset) + 1 if isinstance(offset, int) else 0)
 
     def stem(self) -> nn.Module:
+        """The embeddings (token, position, type), below the first layer."""
         base = self.base_encoder
         if not hasattr(base, "embeddings"):
             raise StrategyError(f"Cannot find the embeddings of this {type(base).__name__}; use strategy='full' or 'lora'.")
@@ -138,6 +171,7 @@ class TextBackbone(nn.Module):
         )
 
     def default_lora_targets(self) -> list[str]:
+        """The attention query and value projections (`LORA_TARGETS`, by model type)."""
         if self.model_type in LORA_TARGETS:
             return list(LORA_TARGETS[self.model_type])
         raise StrategyError(
@@ -146,6 +180,7 @@ class TextBackbone(nn.Module):
         )
 
     def linear_layer_names(self) -> list[str]:
+        """The short names of the Linear layers (peft matches a target against the end of a layer's name)."""
         names = {name.rsplit(".", 1)[-1] for name, m in self.base_encoder.named_modules() if isinstance(m, nn.Linear)}
         return sorted(names)
 

@@ -31,7 +31,14 @@ _TOP_GROUP = 99999  # timm's group id for layers above the last stage (e.g. Effi
 
 
 class VisionBackbone(nn.Module):
-    """A timm model without its classifier (``num_classes=0``): images -> pooled features [batch, num_features]."""
+    """A timm model without its classifier (``num_classes=0``): images -> pooled features [batch, num_features].
+
+    Implements `nlp_transfer.backbones.Backbone` (blocks are timm's stages, the stem what timm
+    groups below them; pooling is timm's global pool, ``pool_layers`` always 1). Vision-only
+    extras, which saving in timm's format and preprocessing read: ``architecture`` (the timm
+    name), ``model_args`` (further `timm.create_model` arguments), ``pretrained_cfg`` (timm's
+    record of the weights: mean, std, input size, classifier name) and ``data_config()``.
+    """
 
     def __init__(self, encoder: nn.Module, architecture: str, model_args: dict[str, Any] | None = None,
                  pretrained_cfg: dict[str, Any] | None = None) -> None:
@@ -41,11 +48,19 @@ class VisionBackbone(nn.Module):
         self.model_args = dict(model_args or {})  # constructor arguments beyond the architecture (e.g. channels)
         self.pretrained_cfg = dict(pretrained_cfg or getattr(self.base_encoder, "pretrained_cfg", {}) or {})
         self.feature_size = int(self.base_encoder.num_features)
-        self.pooling = "avg"
-        self.pool_layers = 1
+        self.pooling = _global_pool(self.base_encoder)
         self._groups = _layer_groups(self.base_encoder)
         if len(self._groups) < 2:
             raise StrategyError(f"Cannot find the stages of this {architecture}; use strategy='full' or 'feature_extraction'.")
+
+    @property
+    def encoder(self) -> nn.Module:
+        """The timm model (a peft model once LoRA is applied): what LoRA wraps and saving writes."""
+        return self._modules["encoder"]
+
+    @encoder.setter
+    def encoder(self, module: nn.Module) -> None:  # nn.Module.__setattr__ registers a module itself; same effect
+        self._modules["encoder"] = module
 
     @property
     def base_encoder(self) -> nn.Module:
@@ -53,13 +68,32 @@ class VisionBackbone(nn.Module):
         return self.encoder.get_base_model() if hasattr(self.encoder, "get_base_model") else self.encoder
 
     @property
+    def has_adapters(self) -> bool:
+        """True when peft has wrapped the encoder (LoRA adapters in place)."""
+        return hasattr(self.encoder, "peft_config")
+
+    @property
     def model_type(self) -> str:
+        """The timm architecture ("resnet18", ...)."""
         return self.architecture
 
+    @property
+    def pool_layers(self) -> int:
+        """Always 1: timm pools the last stage's output only."""
+        return 1
+
+    @pool_layers.setter
+    def pool_layers(self, value: int) -> None:
+        if value != 1:
+            raise StrategyError(f"pool_layers={value!r}, but a timm backbone pools its last stage only; "
+                                "pool_layers applies to text encoders. Leave it unset for image models.")
+
     def forward(self, pixel_values: torch.Tensor) -> torch.Tensor:
+        """Pooled features [batch, num_features] for images [batch, channels, height, width]."""
         return self.encoder(pixel_values)
 
     def stem(self) -> nn.Module:
+        """What timm groups below the first stage (ResNet: conv1, bn1), as one ModuleList."""
         return nn.ModuleList(self._modules_of(self._groups[0]))
 
     def blocks(self) -> list[nn.Module]:
@@ -92,6 +126,13 @@ class VisionBackbone(nn.Module):
     def _modules_of(self, names: list[str]) -> list[nn.Module]:
         modules = dict(self.base_encoder.named_modules())
         return [modules[name] for name in names]
+
+
+def _global_pool(model: nn.Module) -> str:
+    """timm's global pooling type ("avg", "max", "token", ...); "avg" where the model does not say."""
+    pool = getattr(model, "global_pool", None)
+    pool = getattr(pool, "pool_type", pool)  # CNNs: a SelectAdaptivePool2d; ViTs: a string
+    return pool if isinstance(pool, str) and pool else "avg"
 
 
 def _adaptable(module: nn.Module) -> bool:

@@ -18,13 +18,16 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
+from nlp_transfer.config.keywords import ModelSettings, fit_settings
+from nlp_transfer.config.run import ModelSection
 from nlp_transfer.config.settings import DataConfig, TrainingConfig, build, check_threshold, resolve_training
 from nlp_transfer.data.batching import FeatureCollator, LengthGroupedBatchSampler, SortedBatchSampler
-from nlp_transfer.errors import ConfigError, DataError, NLPTransferError, did_you_mean
+from nlp_transfer.errors import ConfigError, DataError, ModelLoadError, NLPTransferError, did_you_mean
 from nlp_transfer.modeling.heads import ClassificationHead, HeadConfig
 from nlp_transfer.modeling.transfer_model import TransferModel
 from nlp_transfer.strategies import Strategy, make_strategy, parameter_groups
-from nlp_transfer.tasks import Task, check_learnable, infer_labels
+from nlp_transfer.storage.model_folder import METADATA_FILE, ModelMetadata, read_metadata, save_tensors, write_folder
+from nlp_transfer.tasks import Task, check_learnable, get_task, infer_labels
 from nlp_transfer.training.engine import TrainingHistory, make_accelerator, run_inference, train_loop
 from nlp_transfer.training.features import FeatureCache, FeatureDataset, default_cache_dir, encode_features
 
@@ -112,7 +115,7 @@ class Classifier:
         self.seed = seed
         if self.model is None:
             return  # the head is built from the training labels, with this seed
-        if hasattr(self.backbone.encoder, "peft_config"):
+        if self.backbone.has_adapters:
             self.backbone.encoder = self.backbone.encoder.unload()  # untrained adapters go; new ones are drawn
         self._build_head(self._num_outputs)
 
@@ -173,17 +176,21 @@ class Classifier:
         return {"trainable": sum(p.numel() for p in model.parameters() if p.requires_grad),
                 "total": sum(p.numel() for p in model.parameters())}
 
-    def fit(self, train: Any, eval_data: Any = None, *, resume: bool = False, **settings: Any) -> TrainingHistory:
+    def fit(self, train: Any, eval_data: Any = None, *, resume: bool = False, training: TrainingConfig | None = None,
+            data: DataConfig | None = None, **settings: Any) -> TrainingHistory:
         """Train on `train`; evaluate on `eval_data` (or a seeded hold-out of train) after each epoch.
 
-        Settings are the fields of `TrainingConfig` and `DataConfig`, e.g.
-        ``clf.fit("train.jsonl", epochs=3, batch_size=16, text_column="sentence")``. With
+        Settings are a `TrainingConfig` and a `DataConfig` (the ``train:`` and ``data:`` config
+        sections), or their fields as keywords on top, e.g.
+        ``clf.fit("train.jsonl", epochs=3, batch_size=16, text_column="sentence")``. Data settings
+        not given carry over from the model (max_length, columns of an earlier fit). With
         ``checkpoint_dir=...`` it saves resumable checkpoints; ``resume=True`` continues from the
         newest one (same data and settings), with the same result as an uninterrupted run.
         """
-        training, data_config = self._split_settings(settings)
+        training, data_config = fit_settings(settings, training=training, data=data or self.data_config)
+        data_config = self._check_data_config(data_config)
         resolved = resolve_training(training, self.strategy.name, self.modality)
-        if "seed" in settings:
+        if "seed" in settings or training is not None:  # a seed the caller chose redraws an untrained head
             self._seed_initialisation(resolved.seed)
         train_ex, eval_ex = self._train_and_eval_examples(train, eval_data, resolved, data_config)
         metric = self._check_best_metric(resolved, eval_ex is not None)
@@ -294,63 +301,176 @@ class Classifier:
             raise NLPTransferError("predict_proba has no meaning for regression; use predict for the predicted values.")
         return self.task.scores(self._predict_logits(inputs))
 
+    # ----------------------------------------------------------------- building, loading, saving (both modalities)
+    @classmethod
+    def from_pretrained(cls, name_or_path: str | Path, *, model: ModelSection | None = None, strategy: Any = None,
+                        **settings: Any) -> Classifier:
+        """Load a pretrained model, add a head, apply the strategy; or reload a folder `save` wrote.
+
+        Settings are the fields of the ``model:`` config section (`ModelSection`: labels, task,
+        head, dropout, ...; `nlp-transfer show-config --defaults` lists them with their help),
+        ``max_length`` (text), ``seed``, ``strategy`` (a name, a `StrategySection` or a strategy's
+        options such as ``LoraOptions(r=16)``) and the chosen strategy's options as keywords
+        (``unfreeze_last=2``, ``r=16``). `model=` takes a whole `ModelSection`. Unknown names are
+        errors with a "did you mean"; unset ones take the field's default.
+
+        A folder written by `save` (or a Hub repo nlp_transfer pushed) loads with its labels, head,
+        strategy and settings. Given a strategy or its options, it continues from the saved weights
+        with that strategy (a fine-tuned model trained further with LoRA); `max_length`, `threshold`
+        and `dropout` apply too; settings the trained head depends on must match or be left unset.
+        """
+        from nlp_transfer.config.keywords import model_settings
+
+        name_or_path = str(name_or_path)
+        chosen = model_settings(cls.modality, name_or_path, dict(settings), model=model, strategy=strategy)
+        saved = cls._saved_folder(name_or_path)
+        if saved is None:
+            return cls._from_base_model(chosen)
+        clf = cls.load(saved, trust_remote_code=chosen.model.trust_remote_code)
+        clf._continue_with(name_or_path, chosen)
+        return clf
+
+    @classmethod
+    def _saved_folder(cls, name_or_path: str) -> Path | None:
+        """The nlp_transfer folder `name_or_path` names: local, or a Hub repo nlp_transfer pushed."""
+        if (Path(name_or_path) / METADATA_FILE).is_file():
+            return Path(name_or_path)
+        if not cls._may_be_ours_on_the_hub(name_or_path):
+            return None
+        from nlp_transfer.storage.hub import download_if_ours
+
+        return download_if_ours(name_or_path.removeprefix("hf-hub:"))  # labels, head, strategy and all
+
+    @classmethod
+    def load(cls, path: str | Path, *, trust_remote_code: bool = False) -> Classifier:
+        """Rebuild a classifier saved by `save`: labels, head, strategy, settings and weights."""
+        folder = Path(path)
+        if not folder.is_dir():
+            raise ModelLoadError(f"Model folder {str(path)!r} does not exist.")
+        meta = read_metadata(folder)
+        if meta.modality != cls.modality:
+            other = "ImageClassifier" if meta.modality == "vision" else "TextClassifier"
+            raise ModelLoadError(f"{str(path)!r} holds a {meta.modality} model; load it with {other} "
+                                 "(or nlp_transfer.api.load_model, which picks the class).")
+        strategy = make_strategy(meta.strategy["name"], meta.strategy.get("options"))
+        head_options = {k: v for k, v in meta.head.items() if k not in ("in_features", "num_outputs")}
+        common = dict(strategy=strategy, task=get_task(meta.task), labels=meta.labels,
+                      num_labels=meta.num_outputs if meta.labels is None else None, head_options=head_options,
+                      threshold=meta.threshold, seed=0, apply_strategy=not meta.strategy.get("merged"))
+        clf = cls._from_saved(folder, meta, common, trust_remote_code=trust_remote_code)
+        clf._adapter_base_in_memory = bool(meta.strategy.get("merged"))  # merged LoRA: plain weights, no adapter base
+        clf.target_scale = tuple(meta.target_scale) if meta.target_scale else None
+        clf._set_head_weights(clf._saved_head(folder, meta), folder)
+        clf.metrics = meta.metrics
+        return clf
+
+    def save(self, path: str | Path, *, merge_lora: bool = False) -> Path:
+        """Write a self-describing folder (layouts: `storage/model_folder.py`); returns its path.
+
+        The architecture's own layout where the head allows it (transformers'
+        ``*ForSequenceClassification``, timm's classifier), so other tools load it without
+        nlp_transfer. Unmerged LoRA saves the adapter and the head; ``merge_lora=True`` folds the
+        adapter into plain weights (loadable without peft).
+        """
+        from nlp_transfer.storage.card import model_card
+        from nlp_transfer.training.engine import process_state
+
+        self._require_model()
+        encoder, as_adapter, merged = self._encoder_to_save(merge_lora)
+        layout = "adapter" if as_adapter else self._weights_layout()
+        metadata = self._metadata(layout, merged)
+
+        def write(folder: Path) -> None:
+            if layout == "adapter":
+                encoder.save_pretrained(folder / "adapter")
+                self._name_the_base(folder / "adapter")
+                save_tensors(self.model.head.state_dict(), folder / "head.safetensors")
+            else:
+                self._write_weights(folder, layout, encoder)
+            self._write_preprocessing(folder)
+            (folder / METADATA_FILE).write_text(metadata.to_json(), encoding="utf-8")
+            (folder / "README.md").write_text(model_card(metadata), encoding="utf-8")
+
+        state = process_state()
+        if state.is_main_process:  # under several processes, one writer
+            write_folder(Path(path), write)
+            logger.info("Saved the model to %s (%s layout).", path, layout)
+        state.wait_for_everyone()
+        return Path(path)
+
+    def _metadata(self, layout: str, merged: bool) -> ModelMetadata:
+        from nlp_transfer import __version__
+
+        return ModelMetadata(
+            modality=self.modality, layout=layout, base_model=self.base_model, model_type=self.backbone.model_type,
+            task=self.task.name, labels=self.labels, num_outputs=self._num_outputs, threshold=self.threshold,
+            pooling=self.backbone.pooling, pool_layers=self.backbone.pool_layers, head=self.model.head.config.to_dict(),
+            strategy=self._strategy_record(merged), data=dataclasses.asdict(self.data_config),
+            training=dataclasses.asdict(self.training) if self.training else None, metrics=self.metrics,
+            parameters=self.parameter_summary(), library_version=__version__,
+            target_scale=list(self.target_scale) if self.target_scale else None, **self._metadata_extras())
+
     def push_to_hub(self, repo_id: str, *, private: bool = False, token: str | None = None,
                     commit_message: str | None = None, merge_lora: bool = False, license: str | None = None) -> str | None:
         """Save (with a model card naming `repo_id`) and upload to the Hub; returns the repo URL.
 
         Token: the argument, else HF_TOKEN, else the saved login; it is never logged or written.
         A failed push raises `HubError` and changes nothing local. Under several processes only the
-        main one uploads (the others return None). Modality-free: it needs only the subclass's `save`.
+        main one uploads (the others return None).
         """
         import tempfile
 
-        from nlp_transfer.storage.card import model_card
-        from nlp_transfer.storage.hub import push_folder, warn_if_base_is_local
-        from nlp_transfer.storage.model_folder import read_metadata
+        from nlp_transfer.storage.hub import push_folder
         from nlp_transfer.training.engine import process_state
 
         with tempfile.TemporaryDirectory() as tmp:
             folder = self.save(Path(tmp) / "model", merge_lora=merge_lora)
             if not process_state().is_main_process:
                 return None
-            meta = read_metadata(folder)
-            warn_if_base_is_local(meta)
-            (folder / "README.md").write_text(model_card(meta, repo_id=repo_id, license=license), encoding="utf-8")
             hint = (f"Nothing local changed. Save the model with clf.save(path) and push it later with: "
                     f"nlp-transfer push path --repo-id {repo_id}")
-            return push_folder(folder, repo_id, private=private, token=token, commit_message=commit_message, retry_hint=hint)
+            return push_folder(folder, repo_id, private=private, token=token, commit_message=commit_message,
+                               retry_hint=hint, card={"license": license})
 
     # ----------------------------------------------------------------- continuing from a saved model
-    def _continue_with(self, where: str, fixed: dict[str, tuple[Any, Any]], *, strategy: str | None,
-                       strategy_options: dict[str, Any], threshold: float | None, dropout: float | None) -> None:
+    def _continue_with(self, where: str, chosen: ModelSettings) -> None:
         """`from_pretrained(saved_folder, ...)`: apply what may change, refuse what may not.
 
-        `fixed` maps a setting to (given, saved): the trained head depends on these, so a given
-        value that differs from the saved one is an error. A new strategy (or new options) applies
-        to the saved weights: "continue from my fine-tuned model with LoRA" is a real use.
+        The trained head depends on the `_fixed_settings`: a chosen value that differs from the
+        saved one is an error. A new strategy (or new options) applies to the saved weights:
+        "continue from my fine-tuned model with LoRA" is a real use.
         """
-        for name, (given, saved) in fixed.items():
-            if given is not None and given != saved:
+        for name, saved in self._fixed_settings().items():
+            given = getattr(chosen.model, name)
+            if chosen.chose(name) and given not in ("auto", saved) and not (name == "random_init" and not given):
                 raise ConfigError(
                     f"{where} is a saved model with {name}={saved!r}; from_pretrained cannot make it {given!r}, because the "
                     f"trained head depends on it. Leave {name} unset to continue from the saved model, or start a new "
                     f"one from its base model ({self.base_model}) with {name}={given!r}.")
-        if threshold is not None:
-            check_threshold(threshold)
-            self.threshold = threshold
-        if dropout is not None:
-            self._set_dropout(dropout)
-        if strategy is not None or strategy_options:
-            name = strategy or self.strategy.name
-            options = strategy_options if strategy_options or name != self.strategy.name else self.strategy.describe()["options"]
-            self._switch_strategy(make_strategy(name, options))
+        if chosen.chose("threshold"):
+            self.threshold = chosen.model.threshold
+        if chosen.chose("dropout"):
+            self._set_dropout(chosen.model.dropout)
+        if chosen.max_length is not None:
+            self.data_config = dataclasses.replace(self.data_config, max_length=chosen.max_length)
+            self.data_config = self._check_data_config(self.data_config)
+        options = chosen.strategy.options()
+        options_given = any(chosen.chose(name) for name in options)
+        if chosen.chose("strategy") or options_given:
+            keep = chosen.strategy.name == self.strategy.name and not options_given  # same strategy: its saved options
+            self._switch_strategy(make_strategy(chosen.strategy.name, self.strategy.options if keep else options))
+
+    def _fixed_settings(self) -> dict[str, Any]:
+        """The saved settings the trained head depends on (name -> saved value)."""
+        return {"labels": self.labels, "num_labels": self._num_outputs, "task": self.task.name,
+                "head": self.model.head.config.kind, "random_init": self.random_init}
 
     def _switch_strategy(self, new: Strategy) -> None:
         """Train the current weights with `new` from now on (trained adapters are merged in first)."""
         if new.describe() == self.strategy.describe():
             return
         encoder = self.backbone.encoder
-        if hasattr(encoder, "peft_config"):  # the trained adapters become part of what the next strategy starts from
+        if self.backbone.has_adapters:  # the trained adapters become part of what the next strategy starts from
             self.backbone.encoder = encoder.merge_and_unload()
         self._adapter_base_in_memory = True  # any new adapters sit on these weights, which no Hub id names
         new.check(self.backbone)
@@ -375,7 +495,7 @@ class Classifier:
         base would lose the weights under it.
         """
         encoder = self.backbone.encoder
-        is_adapter = hasattr(encoder, "peft_config")
+        is_adapter = self.backbone.has_adapters
         merge = is_adapter and (merge_lora or self._adapter_base_in_memory)
         if merge:
             if not merge_lora:
@@ -418,18 +538,6 @@ class Classifier:
         self._initial_seed = None  # trained weights: a fit's seed no longer redraws them
 
     # ----------------------------------------------------------------- internals
-    def _split_settings(self, settings: dict[str, Any]) -> tuple[TrainingConfig, DataConfig]:
-        training_keys = set(TrainingConfig.__dataclass_fields__)
-        data_keys = set(DataConfig.__dataclass_fields__)
-        unknown = [k for k in settings if k not in training_keys | data_keys]
-        if unknown:
-            raise ConfigError(f"Unknown fit setting {unknown[0]!r}: {did_you_mean(unknown[0], training_keys | data_keys)}")
-        training = build(TrainingConfig, {k: v for k, v in settings.items() if k in training_keys}, source="fit")
-        # Data settings carry over from the model (max_length from from_pretrained, columns from an earlier fit).
-        data = build(DataConfig, {**_fields_of(self.data_config), **{k: v for k, v in settings.items() if k in data_keys}},
-                     source="fit")
-        return training, self._check_data_config(data)
-
     def _train_and_eval_examples(self, train: Any, eval_data: Any, settings: TrainingConfig, data_config: DataConfig):
         """Read and check all data; only then adopt its labels and column settings."""
         from nlp_transfer.data.tables import split_validation
@@ -504,8 +612,8 @@ class Classifier:
         if settings.feature_cache_dir == "memory":
             return None
         backbone = self.backbone  # the model's own (also before a head exists)
-        key_settings = {"backbone": type(backbone).__name__, "pooling": getattr(backbone, "pooling", None),
-                        "pool_layers": getattr(backbone, "pool_layers", None), "precision": settings.mixed_precision}
+        key_settings = {"backbone": type(backbone).__name__, "pooling": backbone.pooling,
+                        "pool_layers": backbone.pool_layers, "precision": settings.mixed_precision}
         folder = Path(settings.feature_cache_dir) if settings.feature_cache_dir else default_cache_dir()
         return FeatureCache(folder, backbone, key_settings)
 
@@ -532,6 +640,44 @@ class Classifier:
         return self._user_units(self._logits(self._dataset(examples, None))[0])
 
     # ----------------------------------------------------------------- modality hooks
+    @classmethod
+    def _may_be_ours_on_the_hub(cls, name_or_path: str) -> bool:
+        """Whether `name_or_path` could name a Hub repo nlp_transfer pushed (worth a metadata look-up)."""
+        raise NotImplementedError
+
+    @classmethod
+    def _from_base_model(cls, chosen: ModelSettings) -> Classifier:
+        """A new, untrained classifier on the pretrained model `chosen.model` names."""
+        raise NotImplementedError
+
+    @classmethod
+    def _from_saved(cls, folder: Path, meta: ModelMetadata, common: dict[str, Any], *,
+                    trust_remote_code: bool) -> Classifier:
+        """The classifier of a saved folder (backbone and settings; `load` sets the head weights)."""
+        raise NotImplementedError
+
+    def _weights_layout(self) -> str:
+        """The layout `save` writes when the model has no unmerged adapter (see `storage/model_folder.py`)."""
+        raise NotImplementedError
+
+    def _write_weights(self, folder: Path, layout: str, encoder: torch.nn.Module) -> None:
+        """Write the encoder and head weights in `layout`."""
+        raise NotImplementedError
+
+    def _saved_head(self, folder: Path, meta: ModelMetadata) -> dict[str, torch.Tensor]:
+        """The head's state dict as saved in `folder`, in our head's names and units."""
+        raise NotImplementedError
+
+    def _write_preprocessing(self, folder: Path) -> None:
+        """Write what turns raw inputs into model inputs, where it is a file (text: the tokenizer)."""
+
+    def _name_the_base(self, adapter_folder: Path) -> None:
+        """Adjust the saved adapter's config so it names its base where the base is public."""
+
+    def _metadata_extras(self) -> dict[str, Any]:
+        """Modality settings for `nlp_transfer.json`."""
+        return {}
+
     def _examples(self, source: Any, config: DataConfig, where: str, need_labels: bool):
         raise NotImplementedError
 

@@ -14,26 +14,21 @@ backbone is loaded and saved.
 from __future__ import annotations
 
 import logging
-from dataclasses import asdict
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import torch
 
 from nlp_transfer.backbones.vision import TIMM_WEIGHTS_FILE, VisionBackbone, load_vision_backbone
 from nlp_transfer.classifiers.base import Classifier
+from nlp_transfer.config.keywords import ModelSettings
 from nlp_transfer.config.settings import DataConfig
 from nlp_transfer.data.images import ImageCollator, ImageColumns, ImageDataset, make_transform
-from nlp_transfer.errors import ConfigError, ModelLoadError, did_you_mean
-from nlp_transfer.storage.card import model_card
 from nlp_transfer.storage.model_folder import (
-    METADATA_FILE,
     ModelMetadata,
     load_adapter,
     load_tensors,
-    read_metadata,
     save_tensors,
-    write_folder,
 )
 from nlp_transfer.strategies import make_strategy
 from nlp_transfer.tasks import get_task
@@ -56,73 +51,6 @@ class ImageClassifier(Classifier):
         self.preprocessing = backbone.data_config(image_size)
         super().__init__(backbone, **kwargs)
 
-    @classmethod
-    def from_pretrained(
-        cls,
-        name_or_path: str | Path,
-        *,
-        labels: list[Any] | None = None,
-        num_labels: int | None = None,
-        task: Literal["single_label", "multi_label", "regression"] | None = None,
-        strategy: Literal["feature_extraction", "partial", "full", "lora", "gradual"] | None = None,
-        head: Literal["auto", "linear", "mlp"] = "auto",
-        dropout: float | None = None,
-        threshold: float | None = None,
-        image_size: int | None = None,
-        architecture: str | None = None,
-        model_args: dict[str, Any] | None = None,
-        seed: int = 42,
-        allow_pickle: bool = False,
-        random_init: bool = False,
-        **strategy_options: Any,
-    ) -> ImageClassifier:
-        """Load a timm backbone, add a head, apply the strategy.
-
-        `name_or_path`: a timm model name (``resnet50``: pretrained weights from the Hub, online),
-        an ``hf-hub:`` id, a folder in timm's format (config.json + model.safetensors), a weights
-        file (with its config.json beside it, or `architecture`), or a folder written by `save`
-        (loaded with its labels, head and strategy). `image_size` overrides the model's input
-        resolution (e.g. 64 for small images); `model_args` are further `timm.create_model` arguments
-        for a model name (e.g. ``{"channels": [32, 64, 128, 256]}``). The default head is linear (timm's own classifier
-        shape, so the model saves in timm's format); ``head="mlp"`` adds a hidden layer. Unset
-        settings take their defaults: task single_label, strategy feature_extraction, dropout 0.0,
-        threshold 0.5.
-
-        A saved folder (or pushed repo) continues as in `TextClassifier.from_pretrained`: a given
-        strategy, its options, `threshold` and `dropout` apply to the saved weights; settings the
-        trained head depends on (labels, task, head, image_size, architecture) must match or be unset.
-        """
-        name_or_path = str(name_or_path)
-        saved = Path(name_or_path) if (Path(name_or_path) / METADATA_FILE).is_file() else None
-        if saved is None and not Path(name_or_path).exists():
-            from nlp_transfer.storage.hub import download_if_ours
-
-            saved = download_if_ours(name_or_path.removeprefix("hf-hub:"))  # pushed by nlp_transfer: labels and all
-        if saved is not None:
-            clf = cls.load(saved)
-            clf._continue_with(name_or_path, {
-                "labels": (labels, clf.labels), "num_labels": (num_labels, clf._num_outputs), "task": (task, clf.task.name),
-                "head": (None if head == "auto" else head, clf.model.head.config.kind),
-                "image_size": (image_size, clf.image_size), "architecture": (architecture, clf.backbone.architecture),
-                "model_args": (model_args or None, clf.backbone.model_args), "random_init": (random_init or None, clf.random_init)},
-                strategy=strategy, strategy_options=strategy_options, threshold=threshold, dropout=dropout)
-            return clf
-        task_def = get_task(task or "single_label")
-        strategy_obj = make_strategy(strategy or "feature_extraction", strategy_options)  # options checked before anything loads
-        if head not in ("auto", "linear", "mlp"):
-            raise ConfigError(f"Unknown head {head!r}: {did_you_mean(head, ['auto', 'linear', 'mlp'])}")
-        if image_size is not None and (not isinstance(image_size, int) or image_size < 16):
-            raise ConfigError(f"image_size must be an integer of at least 16 pixels, got {image_size!r}.")
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(seed)
-            backbone = load_vision_backbone(name_or_path, architecture=architecture, random_init=random_init,
-                                            allow_pickle=allow_pickle, model_args=model_args)
-        head_options = {"kind": "linear" if head == "auto" else head, "activation": "relu",
-                        "dropout": 0.0 if dropout is None else dropout}
-        return cls(backbone, base_model=_source_name(name_or_path), image_size=image_size, random_init=random_init,
-                   strategy=strategy_obj, task=task_def, labels=labels, num_labels=num_labels, head_options=head_options,
-                   threshold=0.5 if threshold is None else threshold, seed=seed)
-
     # ----------------------------------------------------------------- hooks for Classifier
     def _examples(self, source: Any, config: DataConfig, where: str, need_labels: bool) -> ImageColumns:
         return ImageColumns.from_source(source, config, where, need_labels)
@@ -144,41 +72,73 @@ class ImageClassifier(Classifier):
     def _collator(self, accelerator) -> ImageCollator:
         return ImageCollator()
 
-    # ----------------------------------------------------------------- saving and loading
-    def save(self, path: str | Path, *, merge_lora: bool = False) -> Path:
-        """Write the model in timm's format plus ``nlp_transfer.json`` (labels, strategy, metrics); returns its path.
+    # ----------------------------------------------------------------- building and saving (hooks for Classifier)
+    @classmethod
+    def _may_be_ours_on_the_hub(cls, name_or_path: str) -> bool:
+        return not Path(name_or_path).exists()
 
-        With the default linear head the folder is a timm checkpoint: ``timm.create_model(arch,
-        pretrained=True, num_classes=N, pretrained_cfg_overlay=dict(file=".../model.safetensors",
-        num_classes=N))`` loads it, and after a push so does ``timm.create_model("hf-hub:<repo>")``.
-        Unmerged LoRA saves the adapter and the head; ``merge_lora=True`` folds it into timm weights.
-        """
-        model = self._require_model()
-        encoder, as_adapter, merged = self._encoder_to_save(merge_lora)
-        head = model.head
-        native = head.config.kind == "linear" and not head.config.normalize
-        layout = "adapter" if as_adapter else ("timm" if native else "timm-backbone")
-        metadata = self._metadata(layout, merged=merged)
+    @classmethod
+    def _from_base_model(cls, chosen: ModelSettings) -> ImageClassifier:
+        """A new classifier on a timm backbone: a timm model name (``resnet50``: pretrained weights
+        from the Hub, online), an ``hf-hub:`` id, a folder in timm's format (config.json +
+        model.safetensors), or a weights file (with its config.json beside it, or `architecture`).
+        `image_size` overrides the model's input resolution; `model_args` are further
+        `timm.create_model` arguments for a model name. The default head is linear (timm's own
+        classifier shape, so the model saves in timm's format); ``head="mlp"`` adds a hidden layer."""
+        settings = chosen.model
+        strategy = make_strategy(chosen.strategy.name, chosen.strategy.options())
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(chosen.seed)
+            backbone = load_vision_backbone(settings.name_or_path, architecture=settings.architecture,
+                                            random_init=settings.random_init, allow_pickle=settings.allow_pickle,
+                                            model_args=settings.model_args)
+        head_options = {"kind": "linear" if settings.head == "auto" else settings.head, "activation": "relu",
+                        "dropout": settings.dropout}
+        return cls(backbone, base_model=_source_name(settings.name_or_path), image_size=settings.image_size,
+                   random_init=settings.random_init, strategy=strategy, task=get_task(settings.task),
+                   labels=settings.labels, num_labels=settings.num_labels, head_options=head_options,
+                   threshold=settings.threshold, seed=chosen.seed)
 
-        def write(folder: Path) -> None:
-            if layout == "adapter":
-                encoder.save_pretrained(folder / "adapter")
-                save_tensors(head.state_dict(), folder / "head.safetensors")
-            else:
-                self._write_timm(folder, encoder, head if native else None)
-                if not native:
-                    save_tensors(head.state_dict(), folder / "head.safetensors")
-            (folder / METADATA_FILE).write_text(metadata.to_json(), encoding="utf-8")
-            (folder / "README.md").write_text(model_card(metadata), encoding="utf-8")
+    @classmethod
+    def _from_saved(cls, folder: Path, meta: ModelMetadata, common: dict[str, Any], *,
+                    trust_remote_code: bool) -> ImageClassifier:
+        settings = meta.backbone or {}
+        if meta.layout == "adapter":
+            named = not Path(meta.base_model).exists()
+            backbone = load_vision_backbone(meta.base_model, architecture=None if named else settings.get("architecture"),
+                                            random_init=bool(meta.strategy.get("random_init")),
+                                            model_args=settings.get("model_args") if named else None)
+            backbone.encoder = load_adapter(backbone.encoder, folder / "adapter")
+        else:
+            backbone = load_vision_backbone(str(folder / TIMM_WEIGHTS_FILE))
+        clf = cls(backbone, base_model=meta.base_model, image_size=settings.get("image_size"),
+                  random_init=bool(meta.strategy.get("random_init")), **common)
+        clf.data_config = DataConfig(**(meta.data or {}))
+        return clf
 
-        from nlp_transfer.training.engine import process_state
+    def _fixed_settings(self) -> dict[str, Any]:
+        return {**super()._fixed_settings(), "image_size": self.image_size, "architecture": self.backbone.architecture,
+                "model_args": self.backbone.model_args}
 
-        state = process_state()
-        if state.is_main_process:
-            write_folder(Path(path), write)
-            logger.info("Saved the model to %s (%s layout).", path, layout)
-        state.wait_for_everyone()
-        return Path(path)
+    def _weights_layout(self) -> str:
+        return "timm" if self._native_head() else "timm-backbone"
+
+    def _native_head(self) -> bool:
+        config = self.model.head.config
+        return config.kind == "linear" and not config.normalize
+
+    def _write_weights(self, folder: Path, layout: str, encoder: torch.nn.Module) -> None:
+        """timm's format: ``timm.create_model(arch, pretrained=True, num_classes=N,
+        pretrained_cfg_overlay=dict(file=".../model.safetensors", num_classes=N))`` loads it, and
+        after a push so does ``timm.create_model("hf-hub:<repo>")``."""
+        head = self.model.head
+        self._write_timm(folder, encoder, head if layout == "timm" else None)
+        if layout != "timm":
+            save_tensors(head.state_dict(), folder / "head.safetensors")
+
+    def _metadata_extras(self) -> dict[str, Any]:
+        return {"backbone": {"architecture": self.backbone.architecture, "model_args": self.backbone.model_args,
+                             "image_size": self.image_size, "preprocessing": self.preprocessing}}
 
     def _write_timm(self, folder: Path, encoder: torch.nn.Module, head) -> None:
         """timm's own save_for_hf, on a timm model whose classifier is our head (or none)."""
@@ -199,60 +159,13 @@ class ImageClassifier(Classifier):
         save_for_hf(full, str(folder), model_config={"label_names": labels} if labels else None, model_args=args,
                     safe_serialization=True, data_config={"input_size": self.preprocessing["input_size"]})
 
-    @classmethod
-    def load(cls, path: str | Path) -> ImageClassifier:
-        """Rebuild a classifier saved by `save`: labels, head, strategy, preprocessing and weights."""
-        folder = Path(path)
-        if not folder.is_dir():
-            raise ModelLoadError(f"Model folder {str(path)!r} does not exist.")
-        meta = read_metadata(folder)
-        if meta.modality != "vision":
-            raise ModelLoadError(f"{str(path)!r} holds a {meta.modality} model; load it with TextClassifier.")
-        settings = meta.backbone or {}
-        if meta.layout == "adapter":
-            named = not Path(meta.base_model).exists()
-            backbone = load_vision_backbone(meta.base_model, architecture=None if named else settings.get("architecture"),
-                                            random_init=bool(meta.strategy.get("random_init")),
-                                            model_args=settings.get("model_args") if named else None)
-            backbone.encoder = load_adapter(backbone.encoder, folder / "adapter")
-        else:
-            backbone = load_vision_backbone(str(folder / TIMM_WEIGHTS_FILE))
-        strategy = make_strategy(meta.strategy["name"], meta.strategy.get("options"))
-        head_options = {k: v for k, v in meta.head.items() if k not in ("in_features", "num_outputs")}
-        clf = cls(backbone, base_model=meta.base_model, image_size=settings.get("image_size"), strategy=strategy,
-                  task=get_task(meta.task), labels=meta.labels, num_labels=meta.num_outputs if meta.labels is None else None,
-                  head_options=head_options, threshold=meta.threshold, seed=0,
-                  random_init=bool(meta.strategy.get("random_init")), apply_strategy=not meta.strategy.get("merged"))
-        clf._adapter_base_in_memory = bool(meta.strategy.get("merged"))  # merged LoRA: plain weights, no adapter base
-        clf.target_scale = tuple(meta.target_scale) if meta.target_scale else None
-        clf._load_head(folder, meta)
-        clf.data_config = DataConfig(**(meta.data or {}))
-        clf.metrics = meta.metrics
-        return clf
-
-    def _load_head(self, folder: Path, meta: ModelMetadata) -> None:
-        if meta.layout == "timm":
-            tensors = load_tensors(folder / TIMM_WEIGHTS_FILE)
-            classifier = self.backbone.pretrained_cfg.get("classifier", "fc")
-            state = dict(zip(("out.weight", "out.bias"), self._output_layer_standardised(
-                tensors[f"{classifier}.weight"], tensors[f"{classifier}.bias"])))
-        else:
-            state = load_tensors(folder / "head.safetensors")
-        self._set_head_weights(state, folder)
-
-    def _metadata(self, layout: str, merged: bool) -> ModelMetadata:
-        from nlp_transfer import __version__
-
-        strategy = self._strategy_record(merged)
-        backbone = {"architecture": self.backbone.architecture, "model_args": self.backbone.model_args,
-                    "image_size": self.image_size, "preprocessing": self.preprocessing}
-        return ModelMetadata(
-            modality="vision", layout=layout, base_model=self.base_model, model_type=self.backbone.architecture,
-            task=self.task.name, labels=self.labels, num_outputs=self._num_outputs, threshold=self.threshold,
-            pooling=self.backbone.pooling, pool_layers=1, head=self.model.head.config.to_dict(), strategy=strategy,
-            data=asdict(self.data_config), training=asdict(self.training) if self.training else None,
-            metrics=self.metrics, parameters=self.parameter_summary(), backbone=backbone, library_version=__version__,
-            target_scale=list(self.target_scale) if self.target_scale else None)
+    def _saved_head(self, folder: Path, meta: ModelMetadata) -> dict[str, torch.Tensor]:
+        if meta.layout != "timm":
+            return load_tensors(folder / "head.safetensors")
+        tensors = load_tensors(folder / TIMM_WEIGHTS_FILE)
+        classifier = self.backbone.pretrained_cfg.get("classifier", "fc")
+        return dict(zip(("out.weight", "out.bias"), self._output_layer_standardised(
+            tensors[f"{classifier}.weight"], tensors[f"{classifier}.bias"])))
 
 
 def _source_name(name_or_path: str) -> str:

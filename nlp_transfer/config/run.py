@@ -23,20 +23,8 @@ from pathlib import Path
 from typing import Any, Literal
 
 from nlp_transfer.backbones.embedded import DEFAULT_MODEL
-from nlp_transfer.config.settings import (
-    STRATEGY_OPTIONS,
-    DataConfig,
-    FullOptions,
-    GradualOptions,
-    LoraOptions,
-    PartialOptions,
-    TrainingConfig,
-    _f,
-    _validate_fields,
-    build,
-    check_threshold,
-    resolve_training,
-)
+from nlp_transfer.config.rank import RankConfig
+from nlp_transfer.config.settings import DataConfig, TrainingConfig, _f, _validate_fields, build, check_threshold, resolve_training
 from nlp_transfer.errors import ConfigError, did_you_mean
 
 __all__ = [
@@ -57,7 +45,6 @@ __all__ = [
 ]
 
 VERSION_KEY = "nlp_transfer_version"
-_STRATEGY_NAMES = tuple(STRATEGY_OPTIONS)
 
 
 @dataclass
@@ -71,19 +58,22 @@ class ModelSection:
     task: Literal["single_label", "multi_label", "regression"] = _f("single_label", "What the head predicts.")
     labels: list[Any] | None = _f(None, "Label names in output order; default: the sorted labels of the training data.")
     num_labels: int | None = _f(None, "Number of labels, when they are integer ids 0..n-1 not all present in train.")
-    pooling: Literal["auto", "cls", "mean"] = _f("auto", "Token pooling; auto = the checkpoint's own (mean for sentence-transformers).")
-    pool_layers: int | None = _f(None, "Average the top N layers' outputs; default 4 with a frozen encoder, else 1.")
+    pooling: Literal["auto", "cls", "mean"] = _f("auto", "Token pooling; auto = the checkpoint's own (mean for sentence-transformers).",
+                                                 "text")
+    pool_layers: int | None = _f(None, "Average the top N layers' outputs; default 4 with a frozen encoder, else 1.", "text")
     head: Literal["auto", "linear", "mlp"] = _f("auto", "Head shape; auto = the architecture's own, or a normalised MLP when frozen.")
     dropout: float = _f(0.1, "Dropout in the head.")
     threshold: float = _f(0.5, "Multi-label decision threshold on each label's probability.")
     random_init: bool = _f(False, "Same architecture, random weights: the from-scratch control.")
-    num_layers: int | None = _f(None, "Keep only the encoder's first N layers (pretrained weights and all); default: all.")
-    trust_remote_code: bool = _f(False, "Run model code from the Hub repository (only for sources you trust).")
+    num_layers: int | None = _f(None, "Keep only the encoder's first N layers (pretrained weights and all); default: all.",
+                                "text")
+    trust_remote_code: bool = _f(False, "Run model code from the Hub repository (only for sources you trust).", "text")
     allow_pickle: bool = _f(False, "Allow loading .bin/.pt pickle weights (can run code; only for files you trust).")
-    image_size: int | None = _f(None, "Vision: input resolution in pixels; default the model's own (e.g. 224).")
-    architecture: str | None = _f(None, "Vision: the timm architecture of a weights file that has no config.json beside it.")
+    image_size: int | None = _f(None, "Vision: input resolution in pixels; default the model's own (e.g. 224).", "vision")
+    architecture: str | None = _f(None, "Vision: the timm architecture of a weights file that has no config.json beside it.",
+                                  "vision")
     model_args: dict[str, Any] | None = _f(None, "Vision: further timm.create_model arguments for a model name, "
-                                                 "e.g. {channels: [32, 64, 128, 256], layers: [1, 1, 1, 1]}.")
+                                                 "e.g. {channels: [32, 64, 128, 256], layers: [1, 1, 1, 1]}.", "vision")
 
     def __post_init__(self) -> None:
         _validate_fields(self)
@@ -97,26 +87,37 @@ class ModelSection:
         if self.pool_layers is not None and self.pool_layers < 1:
             raise ConfigError(f"model.pool_layers={self.pool_layers}; use a number of top layers from 1 up to the model's "
                               "layer count, or leave it unset (4 with a frozen encoder, else 1).")
+        if self.image_size is not None and self.image_size < 16:
+            raise ConfigError(f"model.image_size must be an integer of at least 16 pixels, got {self.image_size!r}.")
         check_threshold(self.threshold, "model.threshold")
 
 
-@dataclass
-class StrategySection:
-    """Which strategy decides what trains, and each strategy's options (only `name`'s are used)."""
+def _strategy_section() -> type:
+    """`StrategySection`, made from the registry: `name`, and one field per strategy that has options.
 
-    name: Literal[_STRATEGY_NAMES] = _f("feature_extraction", "feature_extraction, partial, full, lora or gradual.")
-    partial: PartialOptions = field(default_factory=PartialOptions, metadata={"help": PartialOptions.__doc__})
-    full: FullOptions = field(default_factory=FullOptions, metadata={"help": FullOptions.__doc__})
-    lora: LoraOptions = field(default_factory=LoraOptions, metadata={"help": LoraOptions.__doc__})
-    gradual: GradualOptions = field(default_factory=GradualOptions, metadata={"help": GradualOptions.__doc__})
+    Generated, so that registering a strategy is all it takes for ``strategy.<name>.<option>`` to
+    exist in YAML, overrides, `show-config --defaults` and the dumped config.
+    """
+    from nlp_transfer.strategies import STRATEGIES
 
-    def __post_init__(self) -> None:
-        _validate_fields(self)
+    names = tuple(STRATEGIES)
+    fields = [("name", Literal[names], _f("feature_extraction", ", ".join(names[:-1]) + f" or {names[-1]}."))]
+    fields += [(name, spec.options, field(default_factory=spec.options, metadata={"help": spec.options.__doc__}))
+               for name, spec in STRATEGIES.items() if dataclasses.fields(spec.options)]
 
     def options(self) -> dict[str, Any]:
-        """The chosen strategy's options as keyword arguments (none for feature_extraction)."""
+        """The chosen strategy's options as keyword arguments (none for a strategy without options)."""
         section = getattr(self, self.name, None)
         return dataclasses.asdict(section) if section is not None else {}
+
+    return dataclasses.make_dataclass(
+        "StrategySection", fields,
+        namespace={"__doc__": "Which strategy decides what trains, and each strategy's options (only `name`'s are used).",
+                   "__post_init__": lambda self: _validate_fields(self), "options": options})
+
+
+StrategySection = _strategy_section()
+StrategySection.__module__ = __name__  # where it is defined, for pickling and for type hints
 
 
 @dataclass
@@ -128,6 +129,10 @@ class DataSection(DataConfig):
     train: str | None = _f(None, "Training data: a .csv/.tsv/.json/.jsonl/.parquet file, or a split name of `dataset`.")
     validation: str | None = _f(None, "Evaluation data for each epoch; default: hold out `validation_split` of train.")
     test: str | None = _f(None, "Held-out data evaluated once at the end.")
+
+    def data_config(self) -> DataConfig:
+        """The columns and preprocessing settings a classifier uses (this section without the sources)."""
+        return DataConfig(**{f.name: getattr(self, f.name) for f in dataclasses.fields(DataConfig)})
 
 
 @dataclass
@@ -181,6 +186,7 @@ class RunConfig:
     eval: EvalSection = field(default_factory=EvalSection)
     output: OutputSection = field(default_factory=OutputSection)
     run: RunSection = field(default_factory=RunSection)
+    rank: RankConfig = field(default_factory=RankConfig)
 
     def __post_init__(self) -> None:
         _validate_fields(self)

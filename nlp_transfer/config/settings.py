@@ -23,17 +23,7 @@ from nlp_transfer.errors import ConfigError, did_you_mean
 __all__ = [
     "TrainingConfig",
     "DataConfig",
-    "FeatureExtractionOptions",
-    "PartialOptions",
-    "FullOptions",
-    "LoraOptions",
-    "GradualOptions",
-    "STRATEGY_OPTIONS",
-    "STRATEGY_DEFAULTS",
-    "VISION_STRATEGY_DEFAULTS",
-    "strategy_defaults",
     "build",
-    "help_text",
     "resolve_training",
     "check_threshold",
 ]
@@ -41,16 +31,18 @@ __all__ = [
 T = TypeVar("T")
 
 
-def _f(default: Any, help: str) -> Any:
-    """A dataclass field whose help text is stored once, as metadata."""
+def _f(default: Any, help: str, modality: str | None = None) -> Any:
+    """A dataclass field whose help text is stored once, as metadata; `modality` ("text" or
+    "vision") marks a setting only that kind of model has (Python keywords follow it)."""
+    metadata = {"help": help, **({"modality": modality} if modality else {})}
     if isinstance(default, (list, dict)):
-        return field(default_factory=lambda: type(default)(default), metadata={"help": help})
-    return field(default=default, metadata={"help": help})
+        return field(default_factory=lambda: type(default)(default), metadata=metadata)
+    return field(default=default, metadata=metadata)
 
 
 @dataclass
 class TrainingConfig:
-    """How `fit` trains. ``None`` means the strategy's default (see `STRATEGY_DEFAULTS`)."""
+    """How `fit` trains. ``None`` means the strategy's default (see `strategies.STRATEGIES`)."""
 
     epochs: int | None = _f(None, "Passes over the training data. Default depends on the strategy.")
     batch_size: int = _f(32, "Training examples per device per optimizer step (before accumulation).")
@@ -118,107 +110,10 @@ class DataConfig:
             raise ConfigError(f"validation_split must be in [0, 1), got {self.validation_split}.")
 
 
-@dataclass
-class FeatureExtractionOptions:
-    """Freeze the whole encoder (kept in eval mode, no dropout); only the new head trains."""
-
-
-@dataclass
-class PartialOptions:
-    """Train the top `unfreeze_last` encoder layers and the head; embeddings and lower layers stay frozen."""
-
-    unfreeze_last: int = _f(2, "How many of the top encoder layers train.")
-    layer_lr_decay: float = _f(1.0, "Learning rate multiplier per layer going down (1.0 = off).")
-
-    def __post_init__(self) -> None:
-        _validate_fields(self)
-        _positive(self, "unfreeze_last")
-        _in_unit_interval(self, "layer_lr_decay")
-
-
-@dataclass
-class FullOptions:
-    """Train every weight."""
-
-    layer_lr_decay: float = _f(1.0, "Learning rate multiplier per layer going down (1.0 = off, 0.9 is common).")
-
-    def __post_init__(self) -> None:
-        _validate_fields(self)
-        _in_unit_interval(self, "layer_lr_decay")
-
-
-@dataclass
-class LoraOptions:
-    """Low-rank adapters (peft LoRA) in the encoder; the base weights stay frozen, the head trains."""
-
-    r: int = _f(8, "Rank of the LoRA update matrices.")
-    lora_alpha: int = _f(16, "LoRA scaling numerator (the update is scaled by lora_alpha / r).")
-    lora_dropout: float = _f(0.1, "Dropout on the LoRA input (named as in peft, apart from the head's dropout).")
-    target_modules: list[str] | None = _f(None, "Linear layer names to adapt; default chosen per architecture.")
-
-    def __post_init__(self) -> None:
-        _validate_fields(self)
-        _positive(self, "r", "lora_alpha")
-        if not 0.0 <= self.lora_dropout < 1.0:
-            raise ConfigError(f"lora_dropout must be in [0, 1), got {self.lora_dropout}.")
-        if self.target_modules is not None and not self.target_modules:
-            raise ConfigError("target_modules is empty; give layer names or leave it unset for the default.")
-
-
-@dataclass
-class GradualOptions:
-    """Gradual unfreezing (ULMFiT): the head alone first, then more layers from the top each epoch."""
-
-    groups_per_epoch: int = _f(1, "Layer groups unfrozen at each epoch after the first (the embeddings are the last group).")
-    layer_lr_decay: float = _f(0.9, "Learning rate multiplier per layer going down (1.0 = off; ULMFiT's 1/2.6 = 0.38).")
-
-    def __post_init__(self) -> None:
-        _validate_fields(self)
-        _positive(self, "groups_per_epoch")
-        _in_unit_interval(self, "layer_lr_decay")
-
-
-# The one table of strategy names; strategies.py maps the same names to their implementation.
-STRATEGY_OPTIONS: dict[str, type] = {
-    "feature_extraction": FeatureExtractionOptions,
-    "partial": PartialOptions,
-    "full": FullOptions,
-    "lora": LoraOptions,
-    "gradual": GradualOptions,
-}
-
-# Defaults measured on SST-2 with MiniLM-L6 (see README "Defaults"): epochs, encoder lr, head lr.
-STRATEGY_DEFAULTS: dict[str, dict[str, float]] = {
-    "feature_extraction": {"epochs": 20, "learning_rate": 1e-3, "head_learning_rate": 1e-3},
-    "partial": {"epochs": 3, "learning_rate": 1e-4, "head_learning_rate": 1e-3},
-    "full": {"epochs": 3, "learning_rate": 5e-5, "head_learning_rate": 1e-3},
-    "lora": {"epochs": 3, "learning_rate": 1e-3, "head_learning_rate": 1e-3},
-    # Not measured on SST-2: partial's rates (the top layer trains first, as in partial), and 4 epochs,
-    # the head and then the top 3 layers, about partial's depth in one epoch more.
-    "gradual": {"epochs": 4, "learning_rate": 1e-4, "head_learning_rate": 1e-3},
-}
-
-
-# timm CNNs (model.type vision), measured by bench/vision_defaults.py (bench/RESULTS.md): a small
-# ResNet pre-trained on digits 0-4, transferred to 5-9 from 10 and 50 images per class. The text
-# defaults gave 20-73% there (3 epochs are a few optimizer steps on a few hundred images); these
-# gave 76-99%, the best cells of the sweep. Not measured on ImageNet weights (no download here).
-VISION_STRATEGY_DEFAULTS: dict[str, dict[str, float]] = {
-    "feature_extraction": {"epochs": 30, "learning_rate": 1e-2, "head_learning_rate": 1e-2},
-    "partial": {"epochs": 30, "learning_rate": 1e-3, "head_learning_rate": 1e-3},
-    "full": {"epochs": 30, "learning_rate": 1e-3, "head_learning_rate": 1e-3},
-    "lora": {"epochs": 30, "learning_rate": 1e-3, "head_learning_rate": 1e-3},
-    "gradual": {"epochs": 30, "learning_rate": 1e-3, "head_learning_rate": 1e-3},  # partial's, not swept
-}
-
-
-def strategy_defaults(strategy: str, modality: str = "text") -> dict[str, float]:
-    """Epochs, encoder and head learning rates a strategy gets when none are set, per modality."""
-    return (VISION_STRATEGY_DEFAULTS if modality == "vision" else STRATEGY_DEFAULTS)[strategy]
-
-
 def resolve_training(settings: TrainingConfig, strategy: str, modality: str = "text") -> TrainingConfig:
     """A copy of `settings` with every ``None`` default filled from the strategy's (and modality's) defaults."""
+    from nlp_transfer.strategies import strategy_defaults  # the registry imports this module
+
     defaults = strategy_defaults(strategy, modality)
     filled = {key: value for key, value in defaults.items() if getattr(settings, key) is None}
     filled["epochs"] = int(filled.get("epochs", settings.epochs))
@@ -240,11 +135,6 @@ def build(cls: type[T], values: dict[str, Any], prefix: str = "", source: str = 
         return cls(**values)
     except ConfigError as error:
         raise ConfigError(f"{prefix}{error}{f' (in {source})' if source else ''}") from None
-
-
-def help_text(cls: type) -> dict[str, str]:
-    """Field name -> help text, for --help output and documentation."""
-    return {f.name: f.metadata.get("help", "") for f in dataclasses.fields(cls)}
 
 
 def _validate_fields(obj: Any) -> None:

@@ -7,6 +7,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from nlp_transfer.backbones import Backbone
 from nlp_transfer.modeling.heads import ClassificationHead
 from nlp_transfer.tasks import Task
 
@@ -20,7 +21,7 @@ class TransferModel(nn.Module):
     training loop then never runs the backbone again (see `features.py`).
     """
 
-    def __init__(self, backbone: nn.Module, head: ClassificationHead, task: Task) -> None:
+    def __init__(self, backbone: Backbone, head: ClassificationHead, task: Task) -> None:
         super().__init__()
         self.backbone = backbone
         self.head = head

@@ -37,7 +37,7 @@ from typing import Any
 
 from nlp_transfer.api import RunResult, as_config, fit_run, write_run
 from nlp_transfer.config.run import RunConfig, resolve
-from nlp_transfer.config.settings import STRATEGY_OPTIONS
+from nlp_transfer.strategies import STRATEGIES
 from nlp_transfer.errors import ConfigError, did_you_mean
 from nlp_transfer.selection.charts import plot_comparison
 from nlp_transfer.selection.negative_transfer import (
@@ -259,7 +259,7 @@ def _add_warnings_to_runs(folder: Path, rows: list[StrategyScore]) -> None:
 
 
 def _check_names(strategies: Sequence[str]) -> None:
-    valid = [*STRATEGY_OPTIONS, SCRATCH]
+    valid = [*STRATEGIES, SCRATCH]
     if not strategies:
         raise ConfigError(f"No strategies to compare; choose some of: {', '.join(valid)}.")
     for name in strategies:

@@ -15,14 +15,6 @@ from nlp_transfer.storage.model_folder import ModelMetadata
 
 __all__ = ["model_card"]
 
-_STRATEGY_WORDS = {
-    "feature_extraction": "the encoder frozen; only a new head was trained on its pooled features",
-    "partial": "the top {unfreeze_last} encoder layers and a new head trained; the rest frozen",
-    "full": "every weight trained",
-    "gradual": ("gradual unfreezing: a new head first, then {groups_per_epoch} more encoder layer group(s) from the top "
-                "each epoch, with layer-wise learning-rate decay {layer_lr_decay}"),
-    "lora": "LoRA adapters (r={r}, alpha={lora_alpha}) trained in the encoder, with a new head; the base weights frozen",
-}
 # The names compute_metrics returns (metrics.METRIC_NAMES); a card column for a name never computed stays empty.
 _SHOWN_METRICS = ("accuracy", "subset_accuracy", "f1_macro", "f1_micro", "mcc", "pearson", "spearman", "mse", "loss")
 _TRAINING_ROWS = (("epochs", "epochs"), ("batch_size", "batch size (per device)"), ("learning_rate", "learning rate (encoder)"),
@@ -44,7 +36,9 @@ def model_card(meta: ModelMetadata, *, title: str | None = None, repo_id: str | 
     base = None if scratch or _is_local(meta.base_model) else meta.base_model
     lines = ["---", _header(meta, title, base, results, dataset, dataset_config, license), "---", "", f"# {title}", ""]
     origin = "randomly initialised weights (trained from scratch)" if scratch else f"`{meta.base_model}`"
-    how = _STRATEGY_WORDS[strategy["name"]].format(**(strategy.get("options") or {}))
+    from nlp_transfer.strategies import STRATEGIES
+
+    how = STRATEGIES[strategy["name"]].card.format(**(strategy.get("options") or {}))
     if vision:  # a CNN has a backbone of stages, not an encoder of layers
         how = how.replace("encoder layers", "stages").replace("encoder", "backbone")
     lines += [f"A {meta.task.replace('_', '-')} {'image' if vision else 'text'} classifier trained with nlp_transfer {meta.library_version} "

@@ -13,10 +13,12 @@ from __future__ import annotations
 import logging
 import os
 from pathlib import Path
+from typing import Any
 
 from nlp_transfer.backbones.embedded import install_hint
 from nlp_transfer.errors import NLPTransferError
-from nlp_transfer.storage.model_folder import METADATA_FILE
+from nlp_transfer.storage.card import model_card
+from nlp_transfer.storage.model_folder import METADATA_FILE, read_metadata
 
 __all__ = ["HubError", "push_folder", "download_if_ours", "warn_if_base_is_local"]
 
@@ -28,10 +30,14 @@ class HubError(NLPTransferError):
 
 
 def push_folder(folder: str | Path, repo_id: str, *, private: bool = False, token: str | None = None,
-                commit_message: str | None = None, retry_hint: str | None = None) -> str:
+                commit_message: str | None = None, retry_hint: str | None = None,
+                card: dict[str, Any] | None = None) -> str:
     """Create `repo_id` if needed and upload `folder` (a saved model with its card); returns the repo URL.
 
-    `retry_hint` tells the user how to push again when it fails (default: push this folder later).
+    The one push path (`Classifier.push_to_hub` and `nlp-transfer push` both end here). With
+    `card` (the run's title, results, dataset, environment; may be empty), the folder's README.md
+    is first rewritten as the model card naming `repo_id`: pass a staged copy, not a folder to keep
+    as it is. `retry_hint` tells the user how to push again when it fails.
     """
     from huggingface_hub import HfApi
 
@@ -39,6 +45,10 @@ def push_folder(folder: str | Path, repo_id: str, *, private: bool = False, toke
     if not (folder / METADATA_FILE).is_file():
         raise NLPTransferError(f"{folder} is not a model saved by nlp_transfer (no {METADATA_FILE}); nothing to push.")
     _check_repo_id(repo_id)
+    meta = read_metadata(folder)
+    warn_if_base_is_local(meta)
+    if card is not None:
+        (folder / "README.md").write_text(model_card(meta, repo_id=repo_id, **card), encoding="utf-8")
     api = HfApi(token=token)
     message = commit_message or "Upload model trained with nlp_transfer"
     try:

@@ -23,14 +23,10 @@ from __future__ import annotations
 
 import json
 import logging
-import os
-import shutil
-import tempfile
 from collections.abc import Callable
-from contextlib import contextmanager
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import torch
 
@@ -132,38 +128,19 @@ def load_adapter(encoder: torch.nn.Module, adapter_folder: Path):
 
 
 def write_folder(target: Path, write: Callable[[Path], None]) -> None:
-    """Write a model folder through `write(tmp)` into a sibling temporary folder, then swap it in.
+    """Write a model folder through `write(tmp)` into a sibling staging folder, then swap it in.
 
     A failure (full disk, interrupted process) leaves any previous model at `target` untouched.
     """
+    from nlp_transfer.storage.atomic import staged_folder
+
     target = Path(target)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    with _temporary_sibling(target) as staging:
-        try:
-            write(staging)
-        except OSError as error:  # a full disk, a quota, a permission: the previous model stays as it was
-            from nlp_transfer.errors import NLPTransferError
-
-            kept = "the model already there is unchanged" if target.exists() else "nothing was written"
-            raise NLPTransferError(f"Could not write the model to {target} ({error.strerror or error}); {kept}. "
-                                   "Free some space or choose another folder, then save again.") from error
-        if target.exists():
-            backup = target.with_name(f".{target.name}.old-{os.getpid()}")
-            os.replace(target, backup)
-            os.replace(staging, target)
-            shutil.rmtree(backup, ignore_errors=True)
-        else:
-            os.replace(staging, target)
-
-
-@contextmanager
-def _temporary_sibling(target: Path) -> Iterator[Path]:
-    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.parent))
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(staging, 0o777 & ~umask)  # mkdtemp makes it private; a model folder is as readable as any other
     try:
-        yield staging
-    finally:
-        if staging.exists():
-            shutil.rmtree(staging, ignore_errors=True)
+        with staged_folder(target) as staging:
+            write(staging)
+    except OSError as error:  # a full disk, a quota, a permission: the previous model stays as it was
+        from nlp_transfer.errors import NLPTransferError
+
+        kept = "the model already there is unchanged" if target.exists() else "nothing was written"
+        raise NLPTransferError(f"Could not write the model to {target} ({error.strerror or error}); {kept}. "
+                               "Free some space or choose another folder, then save again.") from error

@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from nlp_transfer.errors import ConfigError
+from nlp_transfer.storage.atomic import swap_in
 
 __all__ = ["check_output_folder", "staged_run_folder", "write_json", "write_jsonl", "environment",
            "find_model_folder"]
@@ -71,18 +72,9 @@ def staged_run_folder(path: Path) -> Iterator[Path]:
         raise
     state.wait_for_everyone()
     if state.is_main_process:
-        _replace(path, staging)
+        swap_in(staging, path)
         logger.info("Run written to %s", path)
     state.wait_for_everyone()
-
-
-def _replace(path: Path, staging: Path) -> None:
-    old = path.parent / f".{path.name}.replaced"
-    shutil.rmtree(old, ignore_errors=True)
-    if path.exists():
-        path.rename(old)
-    staging.rename(path)
-    shutil.rmtree(old, ignore_errors=True)
 
 
 def write_json(path: Path, value: Any) -> None:
