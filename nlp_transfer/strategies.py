@@ -29,7 +29,7 @@ if TYPE_CHECKING:
 
 __all__ = ["Strategy", "FeatureExtraction", "Partial", "Full", "Lora", "Gradual", "StrategySpec", "STRATEGIES",
            "FeatureExtractionOptions", "PartialOptions", "FullOptions", "LoraOptions", "GradualOptions",
-           "make_strategy", "strategy_defaults", "parameter_groups"]
+           "make_strategy", "strategy_spec", "strategy_defaults", "parameter_groups"]
 
 logger = logging.getLogger(__name__)
 
@@ -329,7 +329,8 @@ STRATEGIES: dict[str, StrategySpec] = {
 }
 
 
-def _spec(name: str) -> StrategySpec:
+def strategy_spec(name: str) -> StrategySpec:
+    """The registry entry of `name`; an unknown name is a StrategyError with a "did you mean"."""
     if name not in STRATEGIES:
         raise StrategyError(f"Unknown strategy {name!r}: {did_you_mean(name, STRATEGIES)}")
     return STRATEGIES[name]
@@ -338,7 +339,7 @@ def _spec(name: str) -> StrategySpec:
 def make_strategy(name: str, options: dict[str, Any] | Any = None) -> Strategy:
     """The strategy `name` with its options checked: a mapping (unknown names get a "did you mean")
     or the strategy's own options dataclass, e.g. ``make_strategy("lora", LoraOptions(r=16))``."""
-    spec = _spec(name)
+    spec = strategy_spec(name)
     if is_dataclass(options) and not isinstance(options, type):
         if not isinstance(options, spec.options):
             raise ConfigError(f"strategy {name!r} takes {spec.options.__name__}, got {type(options).__name__}.")
@@ -348,7 +349,7 @@ def make_strategy(name: str, options: dict[str, Any] | Any = None) -> Strategy:
 
 def strategy_defaults(name: str, modality: str = "text") -> dict[str, float]:
     """Epochs, encoder and head learning rates a strategy gets when none are set, per modality."""
-    return _spec(name).defaults[modality]
+    return strategy_spec(name).defaults[modality]
 
 
 def parameter_groups(model: TransferModel, strategy: Strategy, learning_rate: float, head_learning_rate: float,

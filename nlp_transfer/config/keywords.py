@@ -17,7 +17,7 @@ from typing import Any
 
 from nlp_transfer.config.run import ModelSection, StrategySection
 from nlp_transfer.config.settings import DataConfig, TrainingConfig, build
-from nlp_transfer.errors import ConfigError, StrategyError, did_you_mean
+from nlp_transfer.errors import ConfigError, did_you_mean
 
 __all__ = ["ModelSettings", "model_keywords", "model_settings", "fit_settings"]
 
@@ -88,14 +88,13 @@ def model_settings(modality: str, name_or_path: str, keywords: dict[str, Any], *
 
 def _strategy_choice(strategy: Any, keyword: Any) -> tuple[str, dict[str, Any], set[str]]:
     """(name, options, given) from the `strategy` argument: None, a name, a StrategySection or an options object."""
-    from nlp_transfer.strategies import STRATEGIES
+    from nlp_transfer.strategies import STRATEGIES, strategy_spec
 
     value = strategy if strategy is not None else keyword
     if value is None:
         return StrategySection.__dataclass_fields__["name"].default, {}, set()
     if isinstance(value, str):
-        if value not in STRATEGIES:
-            raise StrategyError(f"Unknown strategy {value!r}: {did_you_mean(value, STRATEGIES)}")
+        strategy_spec(value)  # an unknown name fails here, with the registry's "did you mean"
         return value, {}, {"strategy"}
     if isinstance(value, StrategySection):
         return value.name, value.options(), {"strategy"}
