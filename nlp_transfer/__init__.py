@@ -5,6 +5,10 @@
     clf.fit("train.jsonl", epochs=3)
     clf.predict(["an example"])
 
+    from nlp_transfer import TokenClassifier                  # a tag per word: named entities
+    ner = TokenClassifier.from_pretrained("path/to/encoder", strategy="full")
+    ner.fit("train.conll", eval_data="dev.conll"); ner.predict("Angela Merkel visited Paris.")
+
     from nlp_transfer import ImageClassifier                  # the same strategies on timm CNNs
     clf = ImageClassifier.from_pretrained("resnet50", strategy="partial", unfreeze_last=1)
 
@@ -26,6 +30,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "TextClassifier",
+    "TokenClassifier",
     "ImageClassifier",
     "RunConfig",
     "load_config",
@@ -51,6 +56,7 @@ __all__ = [
 # public name -> module that defines it; resolved on first access (PEP 562)
 _LAZY = {
     "TextClassifier": ".classifiers.text",
+    "TokenClassifier": ".classifiers.tokens",
     "ImageClassifier": ".classifiers.image",
     "RunConfig": ".config.run",
     "load_config": ".config.run",

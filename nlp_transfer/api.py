@@ -13,7 +13,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -22,7 +22,8 @@ from nlp_transfer.config.run import RunConfig, dump_config, load_config, resolve
 from nlp_transfer.data.sources import Splits, load_splits
 from nlp_transfer.training.memory import PeakMemory
 
-__all__ = ["RunResult", "train", "fit_run", "build_classifier", "write_run", "push_run", "load_model", "evaluate", "predict", "as_config"]
+__all__ = ["RunResult", "train", "fit_run", "build_classifier", "write_run", "push_run", "load_model", "evaluate", "predict", "iter_predictions",
+           "as_config"]
 
 logger = logging.getLogger(__name__)
 
@@ -136,9 +137,11 @@ def build_classifier(config: RunConfig):
         return ImageClassifier.from_pretrained(config.model.name_or_path, model=config.model, strategy=config.strategy,
                                                seed=config.train.seed)
     from nlp_transfer.classifiers.text import TextClassifier
+    from nlp_transfer.classifiers.tokens import TokenClassifier
 
-    return TextClassifier.from_pretrained(config.model.name_or_path, model=config.model, strategy=config.strategy,
-                                          max_length=config.data.max_length, seed=config.train.seed)
+    cls = TokenClassifier if config.model.task == "token_classification" else TextClassifier
+    return cls.from_pretrained(config.model.name_or_path, model=config.model, strategy=config.strategy,
+                               max_length=config.data.max_length, seed=config.train.seed)
 
 
 def write_run(path: Path, result: RunResult, *, save_model: bool, splits: Splits | None = None) -> RunResult:
@@ -226,10 +229,15 @@ def load_model(run_or_model: str | Path):
     from nlp_transfer.storage.run_folder import find_model_folder
 
     folder = find_model_folder(run_or_model)
-    if read_metadata(folder).modality == "vision":
+    meta = read_metadata(folder)
+    if meta.modality == "vision":
         from nlp_transfer.classifiers.image import ImageClassifier
 
         return ImageClassifier.load(folder)
+    if meta.task == "token_classification":
+        from nlp_transfer.classifiers.tokens import TokenClassifier
+
+        return TokenClassifier.load(folder)
     from nlp_transfer.classifiers.text import TextClassifier
 
     return TextClassifier.load(folder)
@@ -254,9 +262,30 @@ def predict(run_or_model: str | Path | Any, inputs: Any, **data_settings: Any) -
     return _prediction_rows(clf, _inputs_of(clf, inputs, "predict"))
 
 
+def iter_predictions(run_or_model: str | Path | Any, inputs: Any, *, chunk_size: int = 1000,
+                     **data_settings: Any) -> Iterator[list[dict[str, Any]]]:
+    """`predict`, chunk by chunk (rows in input order): what writes a file's predictions as they come."""
+    clf = load_model(run_or_model) if isinstance(run_or_model, (str, Path)) else run_or_model
+    if data_settings:
+        clf.data_config = dataclasses.replace(clf.data_config, **data_settings)
+    examples = _inputs_of(clf, inputs, "predict")
+    for start in range(0, len(examples), chunk_size):
+        yield _prediction_rows(clf, examples[start : start + chunk_size])
+
+
 def _inputs_of(clf, source: Any, where: str) -> list[Any]:
-    """The examples to predict on, as a list: row dicts for text, images (paths, arrays) for vision."""
+    """The examples to predict on, as a list: row dicts for text, images (paths, arrays) for vision,
+    texts or lists of words for tagging."""
     from nlp_transfer.data.sources import resolve_data
+
+    if clf.task.name == "token_classification":
+        if isinstance(source, str) and (Path(source).exists() or ":" in source):
+            source = resolve_data(source, where)
+        if isinstance(source, (list, tuple)) and source and all(isinstance(s, (str, list, tuple)) for s in source):
+            return list(source)
+        from nlp_transfer.data.tagging import TaggedSentences
+
+        return TaggedSentences.from_source(source, clf.data_config, where, need_labels=False).tokens
 
     if clf.modality == "vision":
         from nlp_transfer.data.images import ImageColumns, looks_like_image
@@ -297,6 +326,15 @@ def _read_rows(source: Any, where: str) -> list[dict[str, Any]]:
 
 
 def _prediction_rows(clf, inputs: list[Any]) -> list[dict[str, Any]]:
+    if clf.task.name == "token_classification":  # per input: its words and tags, and the entities they make
+        entities, probabilities = clf.predict_with_scores(inputs)
+        rows = []
+        for example, found, scores in zip(inputs, entities, probabilities):
+            tags = [clf.labels[i] for i in scores.argmax(axis=-1)]
+            words = example if isinstance(example, (list, tuple)) else [w for w, _ in clf.split_words(example)]
+            rows.append({"text" if isinstance(example, str) else "tokens": example, "entities": found,
+                         "words": list(words), "tags": tags})
+        return rows
     predicted, scores = clf.predict_with_scores(inputs)
     columns = clf.data_config
     out = []

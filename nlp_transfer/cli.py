@@ -283,16 +283,33 @@ def _evaluate(args: argparse.Namespace) -> int:
 
 def _predict(args: argparse.Namespace) -> int:
     _quiet_loading()
-    from nlp_transfer.api import predict
+    from nlp_transfer.api import iter_predictions, load_model
 
-    rows = predict(args.model, args.data or args.text or args.image, **_columns(args))
-    lines = [json.dumps(row, ensure_ascii=False) for row in rows]
-    if args.output:
-        Path(args.output).write_text("\n".join(lines) + "\n", encoding="utf-8")
-        print(f"{len(rows)} predictions written to {args.output}")
+    clf = load_model(args.model)
+    chunks = iter_predictions(clf, args.data or args.text or args.image, **_columns(args))
+    if args.output:  # written chunk by chunk into a staging file: the output appears only when complete
+        from nlp_transfer.storage.atomic import staged_file
+
+        count = 0
+        with staged_file(Path(args.output)) as staging, staging.open("w", encoding="utf-8") as handle:
+            for rows in chunks:
+                handle.writelines(json.dumps(row, ensure_ascii=False) + "\n" for row in rows)
+                count += len(rows)
+        print(f"{count} predictions written to {args.output}")
+    elif args.text and clf.task.name == "token_classification":
+        for rows in chunks:
+            print("\n".join(_entities_text(row) for row in rows))
     else:
-        print("\n".join(lines))
+        for rows in chunks:
+            print("\n".join(json.dumps(row, ensure_ascii=False) for row in rows))
     return 0
+
+
+def _entities_text(row: dict[str, Any]) -> str:
+    """A text and its entities, one per line: the span, its type, its score."""
+    found = [f"  {e['word']:<30} {e['entity_group']:<10} {e['score']:.2f}  [{e['start']}:{e['end']}]"
+             for e in row["entities"]]
+    return "\n".join([row.get("text") or " ".join(row["tokens"]), *(found or ["  (no entities)"])])
 
 
 def _show_config(args: argparse.Namespace) -> int:

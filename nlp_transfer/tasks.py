@@ -1,7 +1,8 @@
 """Tasks: how labels become targets, which loss trains them, and how logits become answers.
 
-Three tasks cover what our users bring: one label per example, any number of labels per example,
-and a number to predict. Sentence pairs are not a task of their own; any task accepts a second text.
+Four tasks cover what our users bring: one label per example, any number of labels per example,
+a number to predict, and a tag per word (token classification: named entities and other tagging).
+Sentence pairs are not a task of their own; any sentence task accepts a second text.
 """
 
 from __future__ import annotations
@@ -17,9 +18,11 @@ from torch.nn import functional as F
 
 from nlp_transfer.errors import ConfigError, DataError, did_you_mean
 
-__all__ = ["TaskName", "Task", "TASKS", "get_task", "infer_labels", "check_learnable"]
+__all__ = ["TaskName", "IGNORED", "Task", "TASKS", "get_task", "infer_labels", "check_learnable"]
 
-TaskName = Literal["single_label", "multi_label", "regression"]
+TaskName = Literal["single_label", "multi_label", "regression", "token_classification"]
+
+IGNORED = -100  # a target position the loss skips (padding, continuation sub-tokens): torch's and transformers' value
 
 
 @dataclass(frozen=True)
@@ -52,22 +55,24 @@ class Task:
             return F.cross_entropy(logits, targets)
         if self.name == "multi_label":
             return F.binary_cross_entropy_with_logits(logits, targets)
+        if self.name == "token_classification":  # logits [batch, words, tags], targets [batch, words]
+            return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), targets.reshape(-1).long(), ignore_index=IGNORED)
         return F.mse_loss(logits.squeeze(-1), targets)
 
     def scores(self, logits: np.ndarray) -> np.ndarray:
         """Probabilities (softmax or per-label sigmoid); for regression, the predicted value."""
-        if self.name == "single_label":
-            shifted = logits - logits.max(axis=1, keepdims=True)
+        if self.name in ("single_label", "token_classification"):  # softmax over the last axis (tags per word)
+            shifted = logits - logits.max(axis=-1, keepdims=True)
             exp = np.exp(shifted)
-            return exp / exp.sum(axis=1, keepdims=True)
+            return exp / exp.sum(axis=-1, keepdims=True)
         if self.name == "multi_label":
             return 1.0 / (1.0 + np.exp(-logits))
         return logits[:, 0]
 
     def decide(self, logits: np.ndarray, threshold: float) -> np.ndarray:
         """Class ids (single-label), multi-hot rows (multi-label) or values (regression)."""
-        if self.name == "single_label":
-            return logits.argmax(axis=1)
+        if self.name in ("single_label", "token_classification"):
+            return logits.argmax(axis=-1)
         if self.name == "multi_label":
             return (self.scores(logits) >= threshold).astype(np.int64)
         return logits[:, 0]
@@ -80,6 +85,7 @@ TASKS: dict[str, Task] = {
     "single_label": Task("single_label", "single_label_classification"),
     "multi_label": Task("multi_label", "multi_label_classification"),
     "regression": Task("regression", "regression"),
+    "token_classification": Task("token_classification", "token_classification"),
 }
 
 
@@ -94,6 +100,8 @@ def infer_labels(task: Task, values: Sequence[Any], where: str) -> list[Any]:
     if task.name == "regression":
         _check_numbers(values, where)
         return []
+    if task.name == "token_classification":  # tags per word, read and checked by data/tagging.py
+        return sorted({tag for row in values for tag in row})
     if task.name == "multi_label":
         not_lists = [i for i, v in enumerate(values) if not isinstance(v, (list, tuple))]
         if not_lists:

@@ -187,8 +187,9 @@ def test_unknown_task_and_bad_lengths() -> None:
 
 
 def test_primary_metric_and_direction() -> None:
-    assert PRIMARY_METRIC == {"single_label": "accuracy", "multi_label": "f1_micro", "regression": "pearson"}
-    for task in ("single_label", "multi_label", "regression"):
+    assert PRIMARY_METRIC == {"single_label": "accuracy", "multi_label": "f1_micro", "regression": "pearson",
+                              "token_classification": "f1"}
+    for task in ("single_label", "multi_label", "regression", "token_classification"):
         assert greater_is_better(PRIMARY_METRIC[task])
     assert not greater_is_better("eval_loss")
     assert not greater_is_better("mse") and not greater_is_better("mae")

@@ -29,6 +29,7 @@ EMBEDDED_MODELS: dict[str, tuple[str, str]] = {
 # bundled dataset name -> folder inside this package (train.jsonl, test.jsonl, README.md)
 BUNDLED_DATASETS: dict[str, str] = {
     "support_intents": "data/bundled/support_intents",
+    "support_entities": "data/bundled/support_entities",  # tagging (IOB2 tokens / tags)
 }
 
 

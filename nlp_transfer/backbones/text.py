@@ -75,13 +75,22 @@ class TextBackbone(nn.Module):
     longest input, which checks max_length).
     """
 
-    def __init__(self, encoder: nn.Module, pooling: Pooling, pool_layers: int = 1) -> None:
+    def __init__(self, encoder: nn.Module, pooling: Pooling, pool_layers: int = 1,
+                 combine_layers: Literal["mean", "concat"] = "mean") -> None:
         super().__init__()
         self.encoder = encoder
-        self.pooling = pooling  # "cls" or "mean"
-        self.feature_size = int(self.hf_config.hidden_size)
+        self.pooling = pooling  # "cls" or "mean" ("first" or "mean" per word: `WordBackbone`)
+        if combine_layers not in ("mean", "concat"):
+            raise StrategyError(f"combine_layers={combine_layers!r}: {did_you_mean(str(combine_layers), ['mean', 'concat'])}")
+        self.combine_layers = combine_layers
         self._accepted = set(inspect.signature(self.base_encoder.forward).parameters)
         self.pool_layers = pool_layers
+
+    @property
+    def feature_size(self) -> int:
+        """The hidden size, times pool_layers when the top layers are concatenated."""
+        width = int(self.hf_config.hidden_size)
+        return width * self.pool_layers if self.combine_layers == "concat" else width
 
     @property
     def encoder(self) -> nn.Module:
@@ -126,17 +135,36 @@ class TextBackbone(nn.Module):
         self._pool_layers = value
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, **extra: torch.Tensor) -> torch.Tensor:
-        """Pooled features [batch, hidden]; extra inputs the encoder does not take (e.g. token_type_ids) are dropped."""
-        kwargs = {k: v for k, v in extra.items() if k in self._accepted}
-        if self.pool_layers == 1:
-            hidden = self.encoder(input_ids=input_ids, attention_mask=attention_mask, **kwargs).last_hidden_state
-        else:  # the average of the top layers: lower layers keep features the top layer has specialised away
-            states = self.encoder(input_ids=input_ids, attention_mask=attention_mask, output_hidden_states=True, **kwargs).hidden_states
-            hidden = torch.stack(states[-self.pool_layers :]).mean(dim=0)
+        """Pooled features [batch, feature_size]; extra inputs the encoder does not take (e.g. token_type_ids) are dropped."""
+        hidden = self.token_features(input_ids, attention_mask, **extra)
         if self.pooling == "cls":
             return hidden[:, 0]
         mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
         return (hidden * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1.0)
+
+    @classmethod
+    def resolve_pooling(cls, pooling: str, source: str) -> str:
+        """The pooling "auto" stands for with this checkpoint; an error for a pooling texts do not have."""
+        if pooling not in ("auto", "cls", "mean"):
+            hint = " ('first' pools the sub-tokens of a word, for task='token_classification')" if pooling == "first" else ""
+            raise StrategyError(f"Unknown pooling {pooling!r} for text classification{hint}: "
+                                f"{did_you_mean(pooling, ['auto', 'cls', 'mean'])}")
+        return (default_pooling(source) or "cls") if pooling == "auto" else pooling
+
+    @classmethod
+    def tokenizer_options(cls, source: str) -> dict:
+        """Extra `AutoTokenizer.from_pretrained` arguments this kind of backbone needs."""
+        return {}
+
+    def token_features(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, **extra: torch.Tensor) -> torch.Tensor:
+        """Per-token features [batch, tokens, feature_size]: the top layer, or the top `pool_layers` combined."""
+        kwargs = {k: v for k, v in extra.items() if k in self._accepted}
+        if self.pool_layers == 1:
+            return self.encoder(input_ids=input_ids, attention_mask=attention_mask, **kwargs).last_hidden_state
+        # several top layers: lower layers keep features the top layer has specialised away
+        states = self.encoder(input_ids=input_ids, attention_mask=attention_mask, output_hidden_states=True, **kwargs).hidden_states
+        top = states[-self.pool_layers :]
+        return torch.cat(top, dim=-1) if self.combine_layers == "concat" else torch.stack(top).mean(dim=0)
 
     def max_positions(self) -> int | None:
         """The most tokens the position table serves; None when there is no absolute position table.
@@ -240,6 +268,8 @@ def load_text_backbone(
     expect_extra_weights: bool = False,
     random_init: bool = False,
     num_layers: int | None = None,
+    combine_layers: Literal["mean", "concat"] = "mean",
+    backbone_class: type[TextBackbone] | None = None,
 ):
     """Load tokenizer and encoder (safetensors only unless `allow_pickle`), return (tokenizer, TextBackbone).
 
@@ -247,7 +277,9 @@ def load_text_backbone(
     keeps the architecture and tokenizer but not the weights: the from-scratch control (the
     caller seeds the RNG). `num_layers` keeps only the first N transformer layers (with their
     pretrained weights): a smaller, faster encoder whose features are those of layer N.
+    `backbone_class` is what pools the encoder's output (`TextBackbone` per text; `WordBackbone` per word).
     """
+    backbone_class = backbone_class or TextBackbone
     from safetensors import SafetensorError
     from transformers import AutoConfig, AutoModel, AutoTokenizer
 
@@ -257,11 +289,10 @@ def load_text_backbone(
     if source != name_or_path:
         logger.debug("Using the installed offline copy of %s (%s).", name_or_path, source)
     _check_source(source, allow_pickle)
-    if pooling not in ("auto", "cls", "mean"):
-        raise StrategyError(f"Unknown pooling {pooling!r}: {did_you_mean(pooling, ['auto', 'cls', 'mean'])}")
-    resolved: Pooling = (default_pooling(source) or "cls") if pooling == "auto" else pooling
+    resolved = backbone_class.resolve_pooling(pooling, source)
     try:
-        tokenizer = AutoTokenizer.from_pretrained(tokenizer_path or source, trust_remote_code=trust_remote_code)
+        tokenizer = AutoTokenizer.from_pretrained(tokenizer_path or source, trust_remote_code=trust_remote_code,
+                                                  **backbone_class.tokenizer_options(tokenizer_path or source))
         config = AutoConfig.from_pretrained(source, trust_remote_code=trust_remote_code)
         if num_layers is not None:
             _truncate(config, num_layers, name_or_path)
@@ -286,7 +317,7 @@ def load_text_backbone(
         ) from error
     logger.info("Loaded %s (%s%s%s) with %s pooling", name_or_path, encoder.config.model_type,
                 ", random weights" if random_init else "", f", first {num_layers} layers" if num_layers else "", resolved)
-    return tokenizer, TextBackbone(encoder, resolved, pool_layers)
+    return tokenizer, backbone_class(encoder, resolved, pool_layers, combine_layers)
 
 
 def _truncate(config, num_layers: int, name_or_path: str) -> None:

@@ -195,7 +195,8 @@ class Classifier:
         train_ex, eval_ex = self._train_and_eval_examples(train, eval_data, resolved, data_config)
         metric = self._check_best_metric(resolved, eval_ex is not None)
         train_set = self._training_dataset(train_ex, self._targets(train_ex.labels, "train"), resolved.seed)
-        eval_set = self._dataset(eval_ex, self._targets(eval_ex.labels, "eval_data")) if eval_ex else None
+        eval_set = self._evaluation_dataset(eval_ex, self._targets(eval_ex.labels, "eval_data")) if eval_ex else None
+        eval_set_inputs = eval_set  # what the scores are computed for (the cache swaps the dataset, not the examples)
 
         from accelerate.utils import set_seed
 
@@ -220,7 +221,8 @@ class Classifier:
             from nlp_transfer.training.checkpoints import Checkpointer
 
             checkpointer = Checkpointer(resolved.checkpoint_dir, accelerator, resolved.save_total_limit)
-        history = train_loop(model, groups, train_loader, eval_loader, resolved, self._score(resolved.extra_metrics),
+        history = train_loop(model, groups, train_loader, eval_loader, resolved,
+                             self._score(resolved.extra_metrics, eval_set_inputs),
                              accelerator, metric, greater_is_better(metric), checkpointer=checkpointer, resume=resume,
                              identity=self._identity(resolved, len(train_set), accelerator.num_processes),
                              on_epoch_start=lambda epoch: self.strategy.on_epoch_start(model, epoch))
@@ -243,8 +245,9 @@ class Classifier:
         config = self._check_data_config(config)
         examples = self._examples(data, config, "data", need_labels=True)
         targets = self._targets(examples.labels, "data")
-        outputs, targets = self._logits(self._dataset(examples, targets, config))
-        scores = self._score(self.training.extra_metrics if self.training else [])(outputs, targets)
+        dataset = self._evaluation_dataset(examples, targets, config)
+        outputs, targets = self._logits(dataset)
+        scores = self._score(self.training.extra_metrics if self.training else [], dataset)(outputs, targets)
         if self.task.name == "regression":
             _warn_if_constant(self._user_units(outputs), self._user_units(targets))
         return scores
@@ -572,7 +575,8 @@ class Classifier:
             raise ConfigError("early_stopping_patience needs evaluation data: pass eval_data or set validation_split > 0.")
         return metric
 
-    def _score(self, extra: Sequence[str]):
+    def _score(self, extra: Sequence[str], dataset: Dataset | None = None):
+        """The scoring function of evaluations on `dataset`: outputs and targets in its order -> loss and metrics."""
         from nlp_transfer.training.metrics import compute_metrics
 
         def score(logits: np.ndarray, targets: np.ndarray) -> dict[str, Any]:
@@ -604,9 +608,19 @@ class Classifier:
                     disk.store(view, hit)
             features.append(hit)
         accelerator.wait_for_everyone()
-        cached_train = FeatureDataset(features[0], train_set.targets, train_set.lengths)
-        cached_eval = FeatureDataset(features[1], eval_set.targets, eval_set.lengths) if eval_set is not None else None
-        return cached_train, cached_eval, FeatureCollator()
+        cached_train = self._cached_dataset(features[0], train_set)
+        cached_eval = self._cached_dataset(features[1], eval_set) if eval_set is not None else None
+        return cached_train, cached_eval, self._cached_collator()
+
+    @staticmethod
+    def _cached_dataset(features: torch.Tensor, dataset: Dataset) -> Dataset:
+        """Hook: the cached features of `dataset` as a training set (tagging: features per word)."""
+        return FeatureDataset(features, dataset.targets, dataset.lengths)
+
+    @staticmethod
+    def _cached_collator():
+        """Hook: what batches `_cached_dataset` rows."""
+        return FeatureCollator()
 
     def _feature_cache(self, settings: TrainingConfig) -> FeatureCache | None:
         if settings.feature_cache_dir == "memory":
@@ -684,6 +698,11 @@ class Classifier:
     def _dataset(self, examples: Any, targets: torch.Tensor | None, config: DataConfig | None = None) -> Dataset:
         """Model inputs for `examples`, prepared as `config` says (default: the model's data settings)."""
         raise NotImplementedError
+
+    def _evaluation_dataset(self, examples: Any, targets: Any, config: DataConfig | None = None) -> Dataset:
+        """The dataset evaluations score; differs from `_dataset` where each example must be scored once
+        (tagging: windows of a long sentence overlap)."""
+        return self._dataset(examples, targets, config)
 
     def _training_dataset(self, examples: Any, targets: torch.Tensor | None, seed: int) -> Dataset:
         """The training set; differs from `_dataset` where training adds randomness (image augmentation,

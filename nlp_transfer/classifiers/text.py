@@ -24,7 +24,7 @@ from nlp_transfer.config.keywords import ModelSettings
 from nlp_transfer.config.settings import DataConfig
 from nlp_transfer.data.batching import PaddingCollator, TokenizedDataset
 from nlp_transfer.data.tables import TextColumns, looks_like_data_file, read_table
-from nlp_transfer.errors import DataError
+from nlp_transfer.errors import ConfigError, DataError, ModelLoadError
 from nlp_transfer.modeling.heads import ClassificationHead
 from nlp_transfer.storage.model_folder import (
     ModelMetadata,
@@ -48,6 +48,8 @@ class TextClassifier(Classifier):
     """Text classification (single- or multi-label), regression and sentence pairs."""
 
     modality = "text"
+    tasks: tuple[str, ...] = ("single_label", "multi_label", "regression")  # what this class trains
+    backbone_class: type[TextBackbone] = TextBackbone  # pools the encoder's output per text
 
     def __init__(self, tokenizer, backbone: TextBackbone, *, base_model: str, max_length: int,
                  pretrained_pooler: torch.nn.Module | None = None, random_init: bool = False,
@@ -130,6 +132,7 @@ class TextClassifier(Classifier):
         architecture and tokenizer but starts from random weights (seeded): the from-scratch control.
         """
         settings = chosen.model
+        task = cls._task(settings.task)
         strategy = make_strategy(chosen.strategy.name, chosen.strategy.options())
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(chosen.seed)
@@ -137,14 +140,15 @@ class TextClassifier(Classifier):
                 settings.name_or_path, pooling=settings.pooling,
                 pool_layers=1 if settings.pool_layers is None else settings.pool_layers,
                 trust_remote_code=settings.trust_remote_code, allow_pickle=settings.allow_pickle,
-                random_init=settings.random_init, num_layers=settings.num_layers)
+                random_init=settings.random_init, num_layers=settings.num_layers,
+                combine_layers=settings.combine_layers, backbone_class=cls.backbone_class)
         if settings.pool_layers is None and strategy.frozen_backbone:
             backbone.pool_layers = min(_FROZEN_POOL_LAYERS, len(backbone.blocks()))
         pooler = _detach_pooler(backbone)
         return cls(tokenizer, backbone, base_model=_source_name(settings.name_or_path),
                    max_length=check_max_length(backbone, chosen.max_length),
                    pretrained_pooler=None if settings.random_init else pooler, random_init=settings.random_init,
-                   num_layers=settings.num_layers, strategy=strategy, task=get_task(settings.task), labels=settings.labels,
+                   num_layers=settings.num_layers, strategy=strategy, task=task, labels=settings.labels,
                    num_labels=settings.num_labels,
                    head_options=_default_head(backbone, settings.head, settings.dropout, strategy.frozen_backbone),
                    threshold=settings.threshold, seed=chosen.seed)
@@ -152,12 +156,14 @@ class TextClassifier(Classifier):
     @classmethod
     def _from_saved(cls, folder: Path, meta: ModelMetadata, common: dict[str, Any], *,
                     trust_remote_code: bool) -> TextClassifier:
+        cls._task(meta.task, folder)
         source = {"transformers": folder, "encoder": folder / "encoder", "adapter": meta.base_model}[meta.layout]
         # Saved encoder configs already hold the truncated depth; an adapter's base is rebuilt from the full model.
         truncate = meta.num_layers if meta.layout == "adapter" else None
         tokenizer, backbone = load_text_backbone(str(source), pooling=meta.pooling, pool_layers=meta.pool_layers,
                                                  trust_remote_code=trust_remote_code, tokenizer_path=str(folder),
-                                                 expect_extra_weights=True, num_layers=truncate)
+                                                 expect_extra_weights=True, num_layers=truncate,
+                                                 combine_layers=meta.combine_layers, backbone_class=cls.backbone_class)
         _detach_pooler(backbone)
         if meta.layout == "adapter":
             backbone.encoder = load_adapter(backbone.encoder, folder / "adapter")
@@ -169,7 +175,18 @@ class TextClassifier(Classifier):
 
     def _fixed_settings(self) -> dict[str, Any]:
         return {**super()._fixed_settings(), "pooling": self.backbone.pooling, "pool_layers": self.backbone.pool_layers,
-                "num_layers": self.num_layers}
+                "combine_layers": self.backbone.combine_layers, "num_layers": self.num_layers}
+
+    @classmethod
+    def _task(cls, name: str, saved: Path | None = None):
+        """The task, when this class trains it; else an error naming the class that does."""
+        if name not in cls.tasks:
+            other = "TokenClassifier" if name == "token_classification" else "TextClassifier"
+            where = f"{str(saved)!r} holds a {name} model" if saved else f"task={name!r}"
+            error = ModelLoadError if saved else ConfigError
+            raise error(f"{where}: {cls.__name__} handles {', '.join(cls.tasks)}; use {other} (or "
+                        "nlp_transfer.api.load_model, which picks the class).")
+        return get_task(name)
 
     def _weights_layout(self) -> str:
         return "transformers" if self._native_export() else "encoder"
@@ -205,7 +222,8 @@ class TextClassifier(Classifier):
         config_file.write_text(json.dumps(config, indent=2, sort_keys=True), encoding="utf-8")
 
     def _metadata_extras(self) -> dict[str, Any]:
-        return {"num_layers": self.num_layers, "max_length": self.max_length, "uses_text_pair": self.uses_text_pair}
+        return {"num_layers": self.num_layers, "max_length": self.max_length, "uses_text_pair": self.uses_text_pair,
+                "combine_layers": self.backbone.combine_layers}
 
     def _native_export(self):
         """The architecture's own head layout, when this model's head matches it (else None)."""

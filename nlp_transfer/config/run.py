@@ -55,12 +55,16 @@ class ModelSection:
     type: Literal["text", "vision"] = _f("text", "text: a Hugging Face encoder (transformers); vision: a timm image model.")
     name_or_path: str = _f(DEFAULT_MODEL, "Hub id or local folder of the pretrained encoder (vision: a timm name, "
                                           "hf-hub: id, timm folder or weights file).")
-    task: Literal["single_label", "multi_label", "regression"] = _f("single_label", "What the head predicts.")
+    task: Literal["single_label", "multi_label", "regression", "token_classification"] = _f(
+        "single_label", "What the head predicts; token_classification: a tag per word (named entities, ...).")
     labels: list[Any] | None = _f(None, "Label names in output order; default: the sorted labels of the training data.")
     num_labels: int | None = _f(None, "Number of labels, when they are integer ids 0..n-1 not all present in train.")
-    pooling: Literal["auto", "cls", "mean"] = _f("auto", "Token pooling; auto = the checkpoint's own (mean for sentence-transformers).",
-                                                 "text")
-    pool_layers: int | None = _f(None, "Average the top N layers' outputs; default 4 with a frozen encoder, else 1.", "text")
+    pooling: Literal["auto", "cls", "mean", "first"] = _f(
+        "auto", "Token pooling; auto = the checkpoint's own (mean for sentence-transformers). Tagging pools each word's "
+                "sub-tokens: first (auto) or mean.", "text")
+    pool_layers: int | None = _f(None, "Combine the top N layers' outputs; default 4 with a frozen encoder, else 1.", "text")
+    combine_layers: Literal["mean", "concat"] = _f("mean", "How the top pool_layers layers combine: their mean, or "
+                                                           "concatenated (pool_layers times wider features).", "text")
     head: Literal["auto", "linear", "mlp"] = _f("auto", "Head shape; auto = the architecture's own, or a normalised MLP when frozen.")
     dropout: float = _f(0.1, "Dropout in the head.")
     threshold: float = _f(0.5, "Multi-label decision threshold on each label's probability.")

@@ -102,12 +102,25 @@ class DataConfig:
     image_column: str = _f("image", "Images: the column with image paths (relative to the data file) or images.")
     augment: bool = _f(True, "Images: light training augmentation (random resized crop of 70-100%); none for evaluation.")
     hflip: bool = _f(True, "Images: with augment, also flip training images left-right (turn off for digits, text, ...).")
+    tokens_column: str = _f("tokens", "Tagging: the column with each sentence's words (a list of strings).", "text")
+    tags_column: str = _f("tags", "Tagging: the column with each word's tag (a list as long as the words).", "text")
+    tag_scheme: Literal["auto", "iob1", "iob2", "bioes"] = _f(
+        "auto", "Tagging: how the tags mark entities; all are read as IOB2. auto: BIOES when S-/E- tags occur, IOB1 when "
+                "most entities start with I-, else IOB2 (an I- that cannot continue its predecessor is repaired, with a warning).",
+        "text")
+    conll_tag_column: int = _f(-1, "Tagging: which column of a CoNLL file holds the tag (0 is the word; -1 the last).", "text")
+    label_all_tokens: bool = _f(False, "Tagging: train every sub-token of a word (continuations as I-), not only its first.",
+                                "text")
+    stride: int = _f(32, "Tagging: sub-tokens shared by consecutive windows of a sentence longer than max_length "
+                         "(at most half a window).", "text")
 
     def __post_init__(self) -> None:
         _validate_fields(self)
         _positive(self, "max_length")
         if not 0.0 <= self.validation_split < 1.0:
             raise ConfigError(f"validation_split must be in [0, 1), got {self.validation_split}.")
+        if self.stride < 0:
+            raise ConfigError(f"stride must be 0 or more sub-tokens, got {self.stride}.")
 
 
 def resolve_training(settings: TrainingConfig, strategy: str, modality: str = "text") -> TrainingConfig:

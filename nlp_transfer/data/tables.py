@@ -70,12 +70,36 @@ def read_table(source: Any, where: str) -> dict[str, list[Any]]:
 
 
 def _dataset_columns(dataset: Any) -> dict[str, list[Any]]:
-    """Columns of a `datasets.Dataset`; ClassLabel ids become their names (-1, "no label", becomes None)."""
+    """Columns of a `datasets.Dataset`; ClassLabel ids become their names (-1, "no label", becomes None),
+    also inside list columns (`Sequence(ClassLabel)`, e.g. one NER tag per word)."""
     columns = {name: list(values) for name, values in dataset.to_dict().items()}
     for name, feature in (getattr(dataset, "features", None) or {}).items():
-        if type(feature).__name__ == "ClassLabel" and feature.names:
-            columns[name] = [feature.int2str(v) if isinstance(v, int) and v >= 0 else None for v in columns[name]]
+        if _is_class_label(feature):
+            columns[name] = [_label_name(feature, v) for v in columns[name]]
+            continue
+        inner = _list_item_feature(feature)
+        if _is_class_label(inner):
+            columns[name] = [[_label_name(inner, v) for v in values] if isinstance(values, list) else values
+                             for values in columns[name]]
     return columns
+
+
+def _is_class_label(feature: Any) -> bool:
+    return type(feature).__name__ == "ClassLabel" and bool(feature.names)
+
+
+def _label_name(feature: Any, value: Any) -> Any:
+    return feature.int2str(value) if isinstance(value, int) and value >= 0 else None
+
+
+def _list_item_feature(feature: Any) -> Any:
+    """The item feature of a list column: `Sequence`/`List`/`LargeList` keep it in `.feature` (datasets 4+
+    turns `Sequence` into `List`); a plain `[feature]` list is the older spelling."""
+    if isinstance(feature, list) and len(feature) == 1:
+        return feature[0]
+    if type(feature).__name__ in ("Sequence", "List", "LargeList"):
+        return getattr(feature, "feature", None)
+    return None
 
 
 def _read_file(path: Path, where: str) -> dict[str, list[Any]]:

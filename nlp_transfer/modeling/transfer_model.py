@@ -30,6 +30,7 @@ class TransferModel(nn.Module):
 
     def forward(self, labels: torch.Tensor | None = None, features: torch.Tensor | None = None, **inputs: Any):
         inputs.pop("index", None)
+        inputs.pop("output_lengths", None)  # how many of a row's positions are real: for inference, not the model
         pooled = features if features is not None else self.backbone(**inputs)
         logits = self.head(pooled)
         loss = self.task.loss(logits, labels) if labels is not None else None

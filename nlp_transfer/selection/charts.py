@@ -48,7 +48,9 @@ def plot_comparison(comparison: Comparison, path: Path) -> Path | None:
         return None
     from matplotlib.ticker import FuncFormatter
 
-    metric = "accuracy" if all("accuracy" in row.metrics for row in comparison.rows) else comparison.metric
+    # accuracy where the task has it, but tagging's accuracy counts words: its chart shows entity F1
+    tagging = comparison.task == "token_classification"
+    metric = "accuracy" if not tagging and all("accuracy" in row.metrics for row in comparison.rows) else comparison.metric
     rows = [row for row in comparison.rows if metric in row.metrics]
     ax = fig.subplots()
     control = next((row for row in rows if row.is_control), None)

@@ -74,6 +74,7 @@ class StrategyScore:
     learning_rate: float
     warning: str | None = None  # negative transfer: not clearly better than the control (or the majority label)
     selection_metrics: dict[str, Any] = dataclasses.field(default_factory=dict)  # on the split the best is chosen on
+    per_type: dict[str, dict[str, Any]] | None = None  # tagging: entity-level scores per type on the reported split
 
     @property
     def is_control(self) -> bool:
@@ -93,6 +94,7 @@ class Comparison:
     path: Path | None = None
     majority_baseline: float | None = None  # accuracy of always predicting the split's most frequent label
     selection_split: str = "validation"  # "validation", "held-out" (from train), or `split` itself when there is no validation data
+    task: str = "single_label"  # which scores the table shows (`_COLUMNS`)
 
     @property
     def warnings(self) -> list[str]:
@@ -119,16 +121,18 @@ class Comparison:
         separate = self.selection_split != self.split
         chooser = {"validation": "val", "held-out": "held-out"}.get(self.selection_split, self.selection_split)
         shown = {"validation": "val", "held-out": "held-out"}.get(self.split, self.split)
+        columns = _COLUMNS.get(self.task, _COLUMNS["single_label"])
         header = (f"{'strategy':<22}" + (f"{chooser + ' ' + _short(self.metric):>14}" if separate else "")
-                  + f"{shown + ' acc':>11}{shown + ' F1':>10}{'fit time':>10}{'samples/s':>11}"
-                  f"{'peak mem':>10}  {'trainable parameters':<24}")
+                  + "".join(f"{shown + ' ' + title:>{width}}" for _, title, width in columns)
+                  + f"{'fit time':>10}{'samples/s':>11}{'peak mem':>10}  {'trainable parameters':<24}")
         lines = [f"Best by {self.metric}, {self.chosen_on}:", header, "-" * len(header)]
         for row in self.rows:
             name = (row.strategy + (" (control)" if row.is_control else "") + (" *" if row.strategy == self.best else "")
                     + (" !" if row.warning else ""))
             share = 100.0 * row.trainable_parameters / max(row.total_parameters, 1)
             chosen = f"{_cell(row.selection_metrics.get(self.metric)):>14}" if separate else ""
-            lines.append(f"{name:<22}{chosen}{_cell(row.metrics.get('accuracy')):>11}{_cell(row.metrics.get('f1_macro')):>10}"
+            cells = "".join(f"{_cell(row.metrics.get(key)):>{width}}" for key, _, width in columns)
+            lines.append(f"{name:<22}{chosen}{cells}"
                          f"{row.fit_seconds:>9.1f}s{row.samples_per_second:>11.1f}{row.peak_memory_mb:>8.0f}MB"
                          f"  {row.trainable_parameters:>12,} ({share:5.1f}%)")
         lines.append(f"* best by {chooser} {self.metric}. Fit time and samples/s cover the whole fit (encoding, "
@@ -138,7 +142,20 @@ class Comparison:
             lines.append(f"Always predicting the most frequent label scores accuracy {self.majority_baseline:.4f} "
                          f"on the {self.split} split.")
         lines += [f"! {warning}" for warning in self.warnings]
-        return "\n".join(lines)
+        return "\n".join(lines + self._per_type_lines())
+
+    def _per_type_lines(self) -> list[str]:
+        """Tagging: entity-level F1 per type for every strategy, on the reported split."""
+        rows = [row for row in self.rows if row.per_type]
+        if not rows:
+            return []
+        types = sorted({name for row in rows for name in row.per_type})
+        lines = ["", f"Entity-level F1 per type on the {self.split} split (support: entities):",
+                 f"{'strategy':<22}" + "".join(f"{name + ' (' + str(rows[0].per_type.get(name, {}).get('support', '?')) + ')':>16}"
+                                               for name in types)]
+        for row in rows:
+            lines.append(f"{row.strategy:<22}" + "".join(f"{_cell(row.per_type.get(name, {}).get('f1')):>16}" for name in types))
+        return lines
 
     def to_dict(self) -> dict[str, Any]:
         return {"title": self.title, "split": self.split, "selection_split": self.selection_split,
@@ -186,7 +203,7 @@ def compare(config: RunConfig | str | Path, strategies: Sequence[str] = DEFAULT_
         rows = _with_warnings(rows, metric, higher, baseline,
                               base.model.name_or_path if base.model.random_init else None)
         comparison = Comparison(split, metric, rows, best[0], best[1].memory_kind, _title(base, splits),
-                                majority_baseline=baseline, selection_split=chosen_on)
+                                majority_baseline=baseline, selection_split=chosen_on, task=base.model.task)
         if process_state().is_main_process:
             _add_warnings_to_runs(folder, rows)
             write_json(folder / "compare.json", comparison.to_dict())
@@ -295,15 +312,24 @@ def _score(strategy: str, result: RunResult, scores: dict[str, Any], chosen: dic
     return StrategyScore(strategy, numbers(scores), result.fit_seconds, result.train_samples_per_second,
                          result.peak_memory_mb, result.parameters["trainable"], result.parameters["total"],
                          result.config.train.epochs, result.config.train.learning_rate,
-                         selection_metrics=numbers(chosen))
+                         selection_metrics=numbers(chosen), per_type=scores.get("per_type"))
 
 
 def _better(value: float, other: float, higher: bool) -> bool:
     return value > other if higher else value < other
 
 
+# The scores a comparison table shows per task: (metric, column title, width).
+_COLUMNS = {
+    "single_label": (("accuracy", "acc", 11), ("f1_macro", "F1", 10)),
+    "multi_label": (("subset_accuracy", "exact", 11), ("f1_micro", "F1 micro", 13)),
+    "regression": (("pearson", "pearson", 13), ("mae", "MAE", 10)),
+    "token_classification": (("f1", "entity F1", 16), ("precision", "P", 9), ("recall", "R", 9), ("accuracy", "word acc", 15)),
+}
+
+
 def _short(metric: str) -> str:
-    return {"accuracy": "acc", "f1_macro": "F1", "f1_micro": "F1 micro"}.get(metric, metric)
+    return {"accuracy": "acc", "f1_macro": "F1", "f1_micro": "F1 micro", "f1": "F1"}.get(metric, metric)
 
 
 def _cell(value: Any) -> str:

@@ -16,7 +16,8 @@ from nlp_transfer.storage.model_folder import ModelMetadata
 __all__ = ["model_card"]
 
 # The names compute_metrics returns (metrics.METRIC_NAMES); a card column for a name never computed stays empty.
-_SHOWN_METRICS = ("accuracy", "subset_accuracy", "f1_macro", "f1_micro", "mcc", "pearson", "spearman", "mse", "loss")
+_SHOWN_METRICS = ("f1", "precision", "recall", "accuracy", "subset_accuracy", "f1_macro", "f1_micro", "mcc", "pearson",
+                  "spearman", "mse", "loss")
 _TRAINING_ROWS = (("epochs", "epochs"), ("batch_size", "batch size (per device)"), ("learning_rate", "learning rate (encoder)"),
                   ("head_learning_rate", "learning rate (head)"), ("scheduler", "schedule"), ("warmup_ratio", "warmup"),
                   ("weight_decay", "weight decay"), ("mixed_precision", "precision"), ("seed", "seed"))
@@ -29,7 +30,8 @@ def model_card(meta: ModelMetadata, *, title: str | None = None, repo_id: str | 
     """Markdown with a Hub-readable YAML header. `results` maps split -> metrics (default: the
     evaluation kept with the model); `repo_id` makes the usage snippets load from the Hub."""
     vision = meta.modality == "vision"
-    title = title or (repo_id.rsplit("/", 1)[-1] if repo_id else f"nlp_transfer {'image' if vision else 'text'} classifier")
+    kind = "image classifier" if vision else "tagger" if meta.task == "token_classification" else "text classifier"
+    title = title or (repo_id.rsplit("/", 1)[-1] if repo_id else f"nlp_transfer {kind}")
     results = results if results is not None else ({"validation": meta.metrics} if meta.metrics else {})
     strategy = meta.strategy
     scratch = bool(strategy.get("random_init"))
@@ -41,7 +43,7 @@ def model_card(meta: ModelMetadata, *, title: str | None = None, repo_id: str | 
     how = STRATEGIES[strategy["name"]].card.format(**(strategy.get("options") or {}))
     if vision:  # a CNN has a backbone of stages, not an encoder of layers
         how = how.replace("encoder layers", "stages").replace("encoder", "backbone")
-    lines += [f"A {meta.task.replace('_', '-')} {'image' if vision else 'text'} classifier trained with nlp_transfer {meta.library_version} "
+    lines += [f"A {meta.task.replace('_', '-')} {kind} trained with nlp_transfer {meta.library_version} "
               f"from {origin}, strategy **{strategy['name']}**: {how}{' (merged into the encoder weights)' if strategy.get('merged') else ''}."]
     if meta.parameters:
         share = 100.0 * meta.parameters["trainable"] / max(meta.parameters["total"], 1)
@@ -50,8 +52,9 @@ def model_card(meta: ModelMetadata, *, title: str | None = None, repo_id: str | 
         lines.append(f"Data: `{dataset}`{f' ({dataset_config})' if dataset_config else ''}.")
     lines.append("")
     if meta.labels:
-        lines += ["## Labels", "", ", ".join(f"`{label}`" for label in meta.labels), ""]
-    lines += _results(results) + _training(meta, environment) + _usage(meta, repo_id)
+        heading = "Tags (IOB2)" if meta.task == "token_classification" else "Labels"
+        lines += [f"## {heading}", "", ", ".join(f"`{label}`" for label in meta.labels), ""]
+    lines += _results(results) + _per_type(results) + _training(meta, environment) + _usage(meta, repo_id)
     return "\n".join(lines)
 
 
@@ -61,11 +64,13 @@ def _header(meta: ModelMetadata, title: str, base: str | None, results: dict[str
 
     hub_dataset = dataset if dataset and "/" in dataset else None
     vision = meta.modality == "vision"
-    pipeline = "image-classification" if vision else "text-classification"
+    tagging = meta.task == "token_classification"
+    pipeline = "image-classification" if vision else "token-classification" if tagging else "text-classification"
+    reported = ("f1", "precision", "recall", "accuracy") if tagging else ("accuracy", "subset_accuracy", "f1_macro", "pearson")
     evals = [EvalResult(task_type=pipeline, dataset_type=hub_dataset or "custom",
                         dataset_name=hub_dataset or dataset or "custom", dataset_config=dataset_config, dataset_split=split,
                         metric_type=metric, metric_value=float(scores[metric]))
-             for split, scores in results.items() for metric in ("accuracy", "subset_accuracy", "f1_macro", "pearson")
+             for split, scores in results.items() for metric in reported
              if isinstance(scores.get(metric), (int, float))]
     tags = ["nlp-transfer", f"strategy-{meta.strategy['name']}", meta.task.replace("_", "-")]
     if meta.layout == "adapter":
@@ -88,6 +93,21 @@ def _results(results: dict[str, dict[str, Any]]) -> list[str]:
     for split, scores in results.items():
         cells = [f"{scores[m]:.4f}" if isinstance(scores.get(m), (int, float)) else "" for m in names]
         lines.append(f"| {split} | " + " | ".join(cells) + " |")
+    return [*lines, ""]
+
+
+def _per_type(results: dict[str, dict[str, Any]]) -> list[str]:
+    """Tagging: entity-level F1 per entity type and split (seqeval), with the number of gold entities."""
+    splits = {split: scores["per_type"] for split, scores in results.items() if isinstance(scores.get("per_type"), dict)}
+    if not splits:
+        return []
+    types = sorted({name for per_type in splits.values() for name in per_type})
+    lines = ["Entity-level F1 per type (support: entities in the split):", "",
+             "| type | " + " | ".join(f"{split} F1 (support)" for split in splits) + " |", "|---" * (len(splits) + 1) + "|"]
+    for name in types:
+        cells = [f"{per_type[name]['f1']:.4f} ({per_type[name]['support']})" if name in per_type else ""
+                 for per_type in splits.values()]
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
     return [*lines, ""]
 
 
@@ -114,6 +134,8 @@ def _usage(meta: ModelMetadata, repo_id: str | None) -> list[str]:
     where = repo_id or "path/to/model"
     if meta.modality == "vision":
         return _vision_usage(meta, where, repo_id)
+    if meta.task == "token_classification":
+        return _tagging_usage(meta, where)
     lines = ["## Use", "", "```python", "from nlp_transfer import TextClassifier", "",
              f'clf = TextClassifier.from_pretrained("{where}")', 'clf.predict(["an example text"])', "```", ""]
     if meta.layout == "transformers":
@@ -127,6 +149,25 @@ def _usage(meta: ModelMetadata, repo_id: str | None) -> list[str]:
                   "save or push with `merge_lora=True` for weights that need neither.", ""]
     else:
         lines += ["`encoder/` is a plain transformers encoder folder (`AutoModel`); `head.safetensors` is the head.", ""]
+    return lines
+
+
+def _tagging_usage(meta: ModelMetadata, where: str) -> list[str]:
+    lines = ["## Use", "", "```python", "from nlp_transfer import TokenClassifier", "",
+             f'ner = TokenClassifier.from_pretrained("{where}")',
+             'ner.predict("Angela Merkel visited Paris.")   # entities: type, text, character span, score', "```", ""]
+    if meta.layout == "transformers":
+        lines += ["The weights are in the architecture's own `*ForTokenClassification` layout, so plain transformers "
+                  "loads them too; the \"first\" aggregation reads each word at its first sub-token, as the model "
+                  "was trained:", "", "```python", "from transformers import pipeline", "",
+                  f'pipeline("token-classification", model="{where}", aggregation_strategy="first")', "```", ""]
+    elif meta.layout == "adapter":
+        lines += [f"`adapter/` is a peft LoRA adapter for `{meta.base_model}` and `head.safetensors` the tagging head; "
+                  "save or push with `merge_lora=True` for weights that need neither.", ""]
+    else:
+        lines += ["`encoder/` is a plain transformers encoder folder (`AutoModel`); `head.safetensors` is the tagging head "
+                  f"({meta.head.get('kind')} on {meta.pooling}-sub-token word features of the top {meta.pool_layers} "
+                  "layer(s)).", ""]
     return lines
 
 

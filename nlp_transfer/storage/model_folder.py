@@ -65,6 +65,7 @@ class ModelMetadata:
     parameters: dict[str, int] | None = None
     backbone: dict[str, Any] | None = None  # modality-specific settings (vision: architecture, model_args, preprocessing)
     num_layers: int | None = None  # the encoder kept only its first N layers (None: all; older folders lack it)
+    combine_layers: str = "mean"  # text: how the top pool_layers layers combine ("mean" or "concat")
     # regression: [mean, std] of the training targets; head.safetensors holds the standardised head,
     # the architectures' own layouts (transformers, timm) the output layer in the user's units
     target_scale: list[float] | None = None

@@ -114,6 +114,8 @@ def run_inference(forward: Callable[[dict[str, torch.Tensor]], torch.Tensor], lo
 
     Batches carry each row's ``index``; outputs are gathered with it and put back in place, so any
     batch order (length-sorted) and any sharding (with padded duplicates) gives the same result.
+    Batches that carry ``output_lengths`` have an output per position (a tag per word): each row is
+    cut to its length, and outputs and targets come back as lists of arrays, one per example.
     """
     from tqdm.auto import tqdm
 
@@ -126,6 +128,11 @@ def run_inference(forward: Callable[[dict[str, torch.Tensor]], torch.Tensor], lo
         for batch in tqdm(loader, desc=desc, leave=False, disable=not accelerator.is_local_main_process):
             with accelerator.autocast():
                 out = forward(batch).float()
+            if "output_lengths" in batch:
+                if outputs is None:
+                    outputs, targets = [None] * size, ([None] * size if "labels" in batch else None)
+                _keep_positions(accelerator, batch, out, outputs, targets, seen)
+                continue
             index = accelerator.gather(accelerator.pad_across_processes(batch["index"], pad_index=-1)).cpu().numpy()
             out = accelerator.gather(accelerator.pad_across_processes(out)).cpu().numpy()
             labels = batch.get("labels")
@@ -144,6 +151,28 @@ def run_inference(forward: Callable[[dict[str, torch.Tensor]], torch.Tensor], lo
     if not seen.all():
         raise RuntimeError(f"internal error: {int((~seen).sum())} examples were not predicted")
     return outputs, targets
+
+
+def _keep_positions(accelerator, batch, out: torch.Tensor, outputs: list, targets: list | None, seen: np.ndarray) -> None:
+    """Store each row of a per-position batch, cut to its ``output_lengths``, at its index."""
+    from nlp_transfer.tasks import IGNORED
+
+    def gathered(tensor: torch.Tensor, pad: float) -> np.ndarray:
+        if tensor.dim() > 1:  # positions differ per process: pad them first, then the rows
+            tensor = accelerator.pad_across_processes(tensor, dim=1, pad_index=pad)
+        return accelerator.gather(accelerator.pad_across_processes(tensor, pad_index=pad)).cpu().numpy()
+
+    index = gathered(batch["index"], -1)
+    lengths = gathered(batch["output_lengths"], 0)
+    out = gathered(out, 0)
+    labels = gathered(batch["labels"], IGNORED) if targets is not None else None
+    for row in np.flatnonzero((index >= 0) & _first_occurrence(index)):
+        if seen[index[row]]:
+            continue
+        outputs[index[row]] = out[row, : lengths[row]]
+        if labels is not None:
+            targets[index[row]] = labels[row, : lengths[row]]
+        seen[index[row]] = True
 
 
 def _first_occurrence(index: np.ndarray) -> np.ndarray:

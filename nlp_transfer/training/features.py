@@ -35,7 +35,8 @@ _FORMAT = 1  # bump when the stored layout or the meaning of the key changes
 
 
 def encode_features(backbone: nn.Module, loader: DataLoader, accelerator) -> torch.Tensor:
-    """Pooled features [n, feature_size] for every example of the loader's dataset, in its order."""
+    """Pooled features [n, feature_size] for every example of the loader's dataset, in its order; with
+    per-word features (tagging), one row per word slot, the examples' slots one after another."""
     was_training = backbone.training
     backbone.eval()
     # Iterating a DataLoader draws from the global RNG; keep it untouched so training afterwards
@@ -44,6 +45,8 @@ def encode_features(backbone: nn.Module, loader: DataLoader, accelerator) -> tor
         inputs = lambda batch: {k: v for k, v in batch.items() if k not in ("labels", "index")}  # noqa: E731
         features, _ = run_inference(lambda batch: backbone(**inputs(batch)), loader, accelerator, desc="Encoding features")
     backbone.train(was_training)
+    if isinstance(features, list):  # per-word outputs: ragged, stored flat
+        features = np.concatenate(features) if features else np.zeros((0, 0), dtype=np.float32)
     return torch.from_numpy(features)
 
 
@@ -102,7 +105,8 @@ class FeatureCache:
         except (SafetensorError, OSError, KeyError) as error:  # a damaged entry is a miss, not a failure
             logger.warning("Ignoring the damaged feature cache file %s (%s); encoding again.", path, error)
             return None
-        if len(features) != len(dataset):
+        rows = dataset.feature_rows() if hasattr(dataset, "feature_rows") else len(dataset)  # tagging: one per word
+        if len(features) != rows:
             return None
         logger.info("Reusing cached features of %d examples from %s", len(features), path)
         return features

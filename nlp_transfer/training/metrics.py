@@ -1,9 +1,13 @@
-"""Evaluation metrics for the three task kinds, computed offline.
+"""Evaluation metrics for the four task kinds, computed offline.
+
+Sequence-level tasks (single_label, multi_label, regression) go through :func:`compute_metrics`;
+token classification (NER, IOB2 tag strings) goes through :func:`compute_token_metrics`, which
+scores whole entities with seqeval.
 
 ``evaluate.load("accuracy")`` fetches the metric script from the Hugging Face Hub, which
 fails without a network. The metrics needed by default are therefore shipped inside this
-package (``nlp_transfer/evaluate_modules/<name>/<name>.py``) and loaded by path, which works
-offline. Other ``evaluate`` metrics can still be requested by name (``extra``); those need the
+package (``nlp_transfer/training/evaluate_modules/<name>/<name>.py``) and loaded by path, which
+works offline. Other ``evaluate`` metrics can still be requested by name (``extra``); those need the
 Hub, and failing to load one raises :class:`MetricLoadError` with an explanation.
 
 Everything returned is a plain Python ``float``/``int``/``list`` so results can be written
@@ -36,11 +40,12 @@ __all__ = [
     "TaskType",
     "bundled_metric_path",
     "compute_metrics",
+    "compute_token_metrics",
     "greater_is_better",
     "load_metric",
 ]
 
-TaskType = Literal["single_label", "multi_label", "regression"]
+TaskType = Literal["single_label", "multi_label", "regression", "token_classification"]
 
 #: Folder holding the evaluate metric scripts shipped with the package.
 _MODULES_DIR = Path(__file__).resolve().parent / "evaluate_modules"
@@ -54,6 +59,7 @@ BUNDLED_METRICS: tuple[str, ...] = (
     "matthews_correlation",
     "pearsonr",
     "spearmanr",
+    "seqeval",
 )
 
 #: Bundled metrics that have a "multilabel" config (multi-hot inputs).
@@ -64,6 +70,7 @@ PRIMARY_METRIC: dict[str, str] = {
     "single_label": "accuracy",
     "multi_label": "f1_micro",
     "regression": "pearson",
+    "token_classification": "f1",  # entity-level micro F1, as in CoNLL evaluations
 }
 
 #: Scalar metrics `compute_metrics` returns per task (what metric_for_best_model may name).
@@ -71,6 +78,7 @@ METRIC_NAMES: dict[str, tuple[str, ...]] = {
     "single_label": ("accuracy", "f1_macro", "f1_micro", "precision_macro", "recall_macro", "mcc"),
     "multi_label": ("subset_accuracy", "f1_micro", "f1_macro", "precision_micro", "recall_micro"),
     "regression": ("pearson", "spearman", "mse", "mae"),
+    "token_classification": ("f1", "precision", "recall", "accuracy"),
 }
 
 #: Substrings marking metrics where lower is better (see :func:`greater_is_better`).
@@ -269,10 +277,15 @@ def compute_metrics(
         regression: pearson, spearman (NaN for constant inputs), mse, mae.
 
     Raises:
-        ConfigError: unknown ``task``.
+        ConfigError: unknown ``task``, or "token_classification" (see :func:`compute_token_metrics`).
         DataError: mismatched lengths, empty input or malformed arrays.
         MetricLoadError: an ``extra`` metric could not be loaded.
     """
+    if task == "token_classification":
+        raise ConfigError(
+            "compute_metrics does not score token_classification: its inputs are tag sequences, not arrays; "
+            "call compute_token_metrics(references, predictions) instead"
+        )
     predictions = np.asarray(predictions)
     references = np.asarray(references)
     if len(predictions) != len(references):
@@ -302,3 +315,62 @@ def compute_metrics(
                 continue
             results[key] = _to_builtin(value)
     return results
+
+
+def _check_tag_sequences(references: Sequence[Sequence[str]], predictions: Sequence[Sequence[str]]) -> None:
+    if len(references) != len(predictions):
+        raise DataError(
+            f"references ({len(references)} sentences) and predictions ({len(predictions)} sentences) "
+            "differ in length; pass one tag list per sentence in both"
+        )
+    if len(references) == 0:
+        raise DataError("cannot compute token metrics on zero sentences")
+    for index, (ref, pred) in enumerate(zip(references, predictions)):
+        for tags, what in ((ref, "references"), (pred, "predictions")):
+            if isinstance(tags, (str, bytes)) or not isinstance(tags, (Sequence, np.ndarray)):
+                raise DataError(
+                    f"{what}[{index}] must be a list of tag strings (one per word), got {type(tags).__name__} "
+                    f"{tags!r:.60}; pass a list of sentences, each a list of tags such as ['B-PER', 'O']"
+                )
+        if len(ref) != len(pred):
+            raise DataError(
+                f"sentence {index}: references has {len(ref)} tags but predictions has {len(pred)}; "
+                "predictions must have one tag per word of the reference (drop sub-word and special tokens)"
+            )
+    if not any(references):
+        raise DataError("cannot compute token metrics on zero tokens: every sentence is empty")
+
+
+def compute_token_metrics(references: list[list[str]], predictions: list[list[str]]) -> dict[str, Any]:
+    """Entity-level micro precision/recall/f1 and token accuracy (word level), plus "per_type":
+    {TYPE: {"precision", "recall", "f1", "support"}} (support = number of gold entities).
+
+    Scored with the bundled seqeval module in its default (conlleval) mode: an entity is right
+    only if its type and both boundaries match; an ``I-X`` after ``O`` starts an entity; entities
+    never run across sentences. Ratios that are 0/0 (no predicted or no gold entities) are 0.
+
+    >>> compute_token_metrics([["B-PER", "I-PER", "O"]], [["B-PER", "O", "O"]])["f1"]
+    0.0
+
+    Raises:
+        DataError: different numbers of sentences or of tags in a sentence (naming the sentence),
+            zero sentences or zero tokens, or a sentence that is not a list of tags.
+    """
+    _check_tag_sequences(references, predictions)
+    result = load_metric("seqeval").compute(
+        predictions=[list(tags) for tags in predictions], references=[list(tags) for tags in references]
+    )
+    overall = {f"overall_{key}": key for key in ("precision", "recall", "f1", "accuracy")}
+    per_type = {
+        str(type_): {
+            "precision": float(scores["precision"]),
+            "recall": float(scores["recall"]),
+            "f1": float(scores["f1"]),
+            "support": int(scores["number"]),
+        }
+        for type_, scores in result.items()
+        if type_ not in overall
+    }
+    metrics: dict[str, Any] = {name: float(result[key]) for key, name in overall.items()}
+    metrics["per_type"] = per_type
+    return metrics
