@@ -252,9 +252,11 @@ def evaluate(run_or_model: str | Path, data: Any, **data_settings: Any) -> dict[
 
 
 def predict(run_or_model: str | Path | Any, inputs: Any, **data_settings: Any) -> list[dict[str, Any]]:
-    """One dict per input: the text(s) or image path, the prediction and, for classification, each label's probability.
+    """One dict per input: the text(s) or image path, the prediction and, for classification, each label's
+    probability; for tagging, the text (or ``tokens``), its ``words``, their ``tags`` and the ``entities``.
 
-    `inputs`: texts or images, or a data source (a file, ``support_intents:test``, an image folder).
+    `inputs`: texts or images (tagging: also lists of words), or a data source (a file,
+    ``support_intents:test``, an image folder).
     """
     clf = load_model(run_or_model) if isinstance(run_or_model, (str, Path)) else run_or_model
     columns = dataclasses.replace(clf.data_config, **data_settings) if data_settings else clf.data_config
@@ -279,7 +281,7 @@ def _inputs_of(clf, source: Any, where: str) -> list[Any]:
     from nlp_transfer.data.sources import resolve_data
 
     if clf.task.name == "token_classification":
-        if isinstance(source, str) and (Path(source).exists() or ":" in source):
+        if isinstance(source, str):  # one string is a data source (a file, support_entities:test); texts come as a list
             source = resolve_data(source, where)
         if isinstance(source, (list, tuple)) and source and all(isinstance(s, (str, list, tuple)) for s in source):
             return list(source)

@@ -67,7 +67,8 @@ token: HF_TOKEN or the saved login (`hf auth login`); it is never printed or wri
     "demo": """examples:
   nlp-transfer demo
   nlp-transfer demo train.epochs=2 --output runs/demo-quick
-  nlp-transfer demo --vision          # digits 0-4 -> 5-9 transfer with a ResNet (scikit-learn's digits)""",
+  nlp-transfer demo --vision          # digits 0-4 -> 5-9 transfer with a ResNet (scikit-learn's digits)
+  nlp-transfer demo --ner             # named-entity tagging on the bundled support_entities sentences""",
 }
 
 
@@ -175,11 +176,16 @@ def _parser() -> argparse.ArgumentParser:
     sub.add_argument("--merge-lora", action="store_true", help="push LoRA merged into the encoder weights (no peft needed)")
     sub.add_argument("--commit-message", help="commit message on the Hub")
 
-    sub = command("demo", "Offline demo: compare the strategies on the bundled MiniLM and the bundled intent data.", _demo)
+    sub = command("demo", "Offline demo: compare the strategies on the bundled MiniLM and the bundled intent data "
+                          "(--ner: entity tagging; --vision: image transfer).", _demo)
     sub.add_argument("overrides", nargs="*", help=overrides_help)
-    sub.add_argument("--output", help="folder for the demo runs (default: runs/demo or runs/demo-vision, replaced on rerun)")
-    sub.add_argument("--vision", action="store_true",
-                     help="the vision demo: pre-train a ResNet on digits 0-4, transfer it to 5-9 from a few examples")
+    sub.add_argument("--output", help="folder for the demo runs (default: runs/demo, runs/ner-demo or runs/demo-vision, "
+                                      "replaced on rerun)")
+    kind = sub.add_mutually_exclusive_group()
+    kind.add_argument("--vision", action="store_true",
+                      help="the vision demo: pre-train a ResNet on digits 0-4, transfer it to 5-9 from a few examples")
+    kind.add_argument("--ner", action="store_true",
+                      help="the tagging demo: every strategy finds product, person, place and date names in 300 sentences")
     sub.add_argument("--shots", type=int, default=3, help="vision demo: training images per target class (default 3)")
     return parser
 
@@ -383,11 +389,16 @@ def _demo(args: argparse.Namespace) -> int:
         report = run_vision_demo(args.output or "runs/demo-vision", args.shots, tuple(args.overrides))
         print(report)
         return 0
-    from nlp_transfer.demos.text import DEMO_CONFIG, run_demo
-
-    config = load_config(DEMO_CONFIG, [*args.overrides, f"output.dir={args.output or 'runs/demo'}"])
+    if args.ner:
+        from nlp_transfer.demos.ner import NER_DEMO_CONFIG as recipe
+        from nlp_transfer.demos.ner import run_ner_demo as run
+    else:
+        from nlp_transfer.demos.text import DEMO_CONFIG as recipe
+        from nlp_transfer.demos.text import run_demo as run
+    default_dir = "runs/ner-demo" if args.ner else "runs/demo"
+    config = load_config(recipe, [*args.overrides, f"output.dir={args.output or default_dir}"])
     _logging(config.run.log_level)
-    report = run_demo(config)
+    report = run(config)
     if _is_main():
         print(report)
     _end_processes()

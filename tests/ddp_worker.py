@@ -24,6 +24,13 @@ def main(model_dir: str, strategy: str, output: str, modality: str = "text") -> 
 
         clf = ImageClassifier.from_pretrained(model_dir, strategy=strategy, image_size=IMAGE_SIZE)
         train, held_out = square_images(96), square_images(37, seed=1)
+    elif modality == "tagging":  # max_length 12: the longer sentences are read in overlapping windows
+        from tagging_data import tagged_rows
+
+        from nlp_transfer import TokenClassifier
+
+        clf = TokenClassifier.from_pretrained(model_dir, strategy=strategy, max_length=12)
+        train, held_out = tagged_rows(96), tagged_rows(37, seed=1, words=9)
     else:
         from nlp_transfer import TextClassifier
 
@@ -33,6 +40,8 @@ def main(model_dir: str, strategy: str, output: str, modality: str = "text") -> 
     clf.fit(train, held_out, epochs=2, batch_size=8, learning_rate=3e-3, load_best_model_at_end=False)
     clf.save(Path(output) / "model")
     metrics = clf.evaluate(held_out)
+    if modality == "tagging":
+        metrics["tags"] = clf.predict_tags([row["tokens"] for row in held_out])
     state = process_state()
     metrics["rank_weight_difference"] = _rank_difference(clf.model)
     if state.is_main_process:

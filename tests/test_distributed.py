@@ -45,6 +45,29 @@ def test_two_processes_train_and_evaluate_every_example_once(model_dirs, strateg
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("strategy", ["feature_extraction", "full"])
+def test_two_processes_tag_every_word_once(model_dirs, strategy, tmp_path):
+    """Tagging under two processes: windows of different lengths per process are gathered, trimmed to
+    their words and put back in order, so evaluation and prediction equal one process's."""
+    from tagging_data import tagged_rows
+
+    from nlp_transfer import TokenClassifier
+
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
+    done = _torchrun([str(WORKER), str(model_dirs["bert"]), strategy, str(tmp_path), "tagging"], env)
+    assert done.returncode == 0, done.stderr[-3000:]
+    two = json.loads((tmp_path / "metrics-2.json").read_text())
+    held_out = tagged_rows(37, seed=1, words=9)
+    clf = TokenClassifier.load(tmp_path / "model")
+    one = clf.evaluate(held_out)
+    assert two["rank_weight_difference"] == 0.0
+    assert two["tags"] == clf.predict_tags([row["tokens"] for row in held_out])
+    assert [len(tags) for tags in two["tags"]] == [len(row["tokens"]) for row in held_out]  # every word, once
+    assert two["f1"] == pytest.approx(one["f1"]) and two["accuracy"] == pytest.approx(one["accuracy"])
+    assert two["loss"] == pytest.approx(one["loss"], abs=1e-5)
+
+
+@pytest.mark.slow
 @pytest.mark.parametrize("strategy", ["partial", "lora", "full"])
 def test_two_processes_train_a_resnet(resnet_dir, strategy, tmp_path):
     """The same for a timm ResNet: BatchNorm (trained or frozen) and LoRA on convolutions under DDP."""

@@ -124,6 +124,7 @@ def tag_windows(tokenizer, sentences: Sequence[Sequence[str]], tag_ids: Sequence
     if capacity < 2:
         raise ConfigError(f"max_length={max_length} leaves no room for words next to the special tokens; raise it.")
     overlap = min(stride, capacity // 2)
+    unknown = tokenizer.unk_token_id if tokenizer.unk_token_id is not None else 0
     encodings: dict[str, list[list[int]]] = {"input_ids": [], "attention_mask": [], "word_ids": []}
     starts: list[list[int]] = []
     targets: list[list[int]] | None = [] if tag_ids is not None else None
@@ -131,7 +132,7 @@ def tag_windows(tokenizer, sentences: Sequence[Sequence[str]], tag_ids: Sequence
     cut_words = 0
     for number, words in enumerate(sentences):
         ids, word_of = encoded["input_ids"][number], encoded.word_ids(number)
-        pieces = _word_pieces(ids, word_of, len(words), capacity)
+        pieces = _word_pieces(ids, word_of, len(words), capacity, unknown)
         cut_words += sum(1 for word, count in Counter(w for w in word_of if w is not None).items() if count > capacity)
         for window in _windows_of([len(p) for p in pieces], capacity, overlap, number):
             slot_ids, token_ids, slot_starts, slot_targets = [], list(before), [], []
@@ -185,7 +186,7 @@ def _special_tokens(tokenizer) -> tuple[list[int], list[int]]:
     return list(ids[:first]), list(ids[last + 1:])
 
 
-def _word_pieces(ids: list[int], word_of: list[int | None], words: int, capacity: int) -> list[list[int]]:
+def _word_pieces(ids: list[int], word_of: list[int | None], words: int, capacity: int, unknown: int) -> list[list[int]]:
     """The sub-token ids of each word; a word longer than a whole window keeps its first `capacity`."""
     pieces: list[list[int]] = [[] for _ in range(words)]
     for token, word in zip(ids, word_of):
@@ -193,7 +194,7 @@ def _word_pieces(ids: list[int], word_of: list[int | None], words: int, capacity
             pieces[word].append(token)
     for word, piece in enumerate(pieces):
         if not piece:  # a word the tokenizer drops entirely (e.g. a lone control character): keep a slot for it
-            pieces[word] = [0]
+            pieces[word] = [unknown]
     return pieces
 
 
