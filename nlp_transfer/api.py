@@ -332,10 +332,9 @@ def _prediction_rows(clf, inputs: list[Any]) -> list[dict[str, Any]]:
         entities, probabilities = clf.predict_with_scores(inputs)
         rows = []
         for example, found, scores in zip(inputs, entities, probabilities):
-            tags = [clf.labels[i] for i in scores.argmax(axis=-1)]
-            words = example if isinstance(example, (list, tuple)) else [w for w, _ in clf.split_words(example)]
-            rows.append({"text" if isinstance(example, str) else "tokens": example, "entities": found,
-                         "words": list(words), "tags": tags})
+            row = {"text": example, "words": [w for w, _ in clf.split_words(example)]} if isinstance(example, str) \
+                else {"tokens": list(example)}
+            rows.append({**row, "tags": [clf.labels[i] for i in scores.argmax(axis=-1)], "entities": found})
         return rows
     predicted, scores = clf.predict_with_scores(inputs)
     columns = clf.data_config

@@ -237,3 +237,14 @@ def test_loading_a_config_does_not_import_torch():
             "assert 'torch' not in sys.modules and 'transformers' not in sys.modules, 'heavy import'")
     done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
+
+
+@pytest.mark.parametrize("statement", ["import nlp_transfer.strategies", "from nlp_transfer import STRATEGIES",
+                                       "import nlp_transfer.config.run", "from nlp_transfer.config import RunConfig"])
+def test_any_module_imports_first(statement):
+    """The registry and the config tree read each other: no import order may be circular."""
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, "-c", statement], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]

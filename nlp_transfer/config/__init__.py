@@ -9,10 +9,24 @@
 
 from __future__ import annotations
 
-from nlp_transfer.config.rank import RankConfig
-from nlp_transfer.config.run import *  # noqa: F401,F403
-from nlp_transfer.config.run import __all__ as _run_names
+import importlib
+from typing import Any
+
 from nlp_transfer.config.settings import *  # noqa: F401,F403
 from nlp_transfer.config.settings import __all__ as _settings_names
 
-__all__ = [*_settings_names, *_run_names, "RankConfig"]
+# The run tree is made from the strategy registry, which itself reads `settings`: importing `run` here
+# would make `import nlp_transfer.strategies` (before anything else) circular, so its names load on use.
+_LAZY = {"run": ("RunConfig", "ModelSection", "StrategySection", "DataSection", "EvalSection", "OutputSection",
+                 "RunSection", "load_config", "with_overrides", "dump_config", "parse_overrides", "resolve",
+                 "defaults_yaml", "VERSION_KEY"),
+         "rank": ("RankConfig",)}
+
+__all__ = [*_settings_names, *(name for names in _LAZY.values() for name in names)]
+
+
+def __getattr__(name: str) -> Any:
+    for module, names in _LAZY.items():
+        if name in names:
+            return getattr(importlib.import_module(f"{__name__}.{module}"), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

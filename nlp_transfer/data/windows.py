@@ -28,6 +28,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from nlp_transfer.data.batching import TokenizedDataset
 from nlp_transfer.errors import ConfigError
 from nlp_transfer.tasks import IGNORED
 
@@ -45,7 +46,7 @@ class _Window:
     own_end: int
 
 
-class TagWindows(Dataset):
+class TagWindows(TokenizedDataset):
     """Windows of tokenised sentences, with the word slots of each and (when given) their targets.
 
     ``encodings`` holds per window ``input_ids``, ``attention_mask`` and ``word_ids`` (slot of each
@@ -56,23 +57,13 @@ class TagWindows(Dataset):
 
     def __init__(self, encodings: dict[str, list[list[int]]], word_starts: list[list[int]],
                  targets: list[list[int]] | None, windows: list[_Window], sentences: int) -> None:
-        self.encodings = encodings
+        super().__init__(encodings, targets)
         self.word_starts = word_starts
-        self.targets = targets
         self.windows = windows
         self.sentences = sentences
-        self.lengths = [len(ids) for ids in encodings["input_ids"]]
-
-    def __len__(self) -> int:
-        return len(self.lengths)
 
     def __getitem__(self, index: int) -> dict[str, Any]:
-        item: dict[str, Any] = {key: values[index] for key, values in self.encodings.items()}
-        item["word_starts"] = self.word_starts[index]
-        item["index"] = index
-        if self.targets is not None:
-            item["labels"] = self.targets[index]
-        return item
+        return {**super().__getitem__(index), "word_starts": self.word_starts[index]}
 
     @property
     def owned(self) -> list[tuple[int, int, int]]:
