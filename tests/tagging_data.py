@@ -10,14 +10,14 @@ from __future__ import annotations
 
 import random
 
-from conftest import FILLER, NEGATIVE, POSITIVE
+from conftest import FILLER, NEGATIVE, POSITIVE, TINY, WORDS
 
 TAGS = ["O", "B-NEG", "I-NEG", "B-POS", "I-POS"]  # tag_set's order: O, then B-/I- per type, sorted
 
 
 def tagged_rows(n: int, seed: int = 0, *, words: int = 6, positive=POSITIVE, negative=NEGATIVE,
                 filler=FILLER) -> list[dict]:
-    """`n` rows {"tokens", "tags"}: about `words` words each, at least one entity per sentence."""
+    """`n` rows {"tokens", "tags"} of `words` words, or up to two more (an entity may end past it)."""
     rng = random.Random(seed)
     rows = []
     for _ in range(n):
@@ -47,8 +47,6 @@ def build_split_bert(folder) -> None:
     """A tiny random BERT whose vocab has conftest's words plus the continuations ##ness, ##ly, ##s,
     so "goodness" is two sub-tokens (good ##ness), "badly" two (bad ##ly), "films" two (film ##s)."""
     from transformers import BertConfig, BertModel, BertTokenizerFast
-
-    from conftest import TINY, WORDS
 
     folder.mkdir(parents=True)
     vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *WORDS, *(f"##{s}" for s in SUFFIXES.values())]

@@ -67,12 +67,12 @@ class TokenClassifier(TextClassifier):
         from nlp_transfer.data.tagging import check_known_tags, tag_set
 
         found = tag_set(values)
+        if found == ["O"]:  # also with the tag set given: nothing here teaches it
+            raise DataError(f"{where}: every word is tagged O, so there is no entity to learn. Tag the entities "
+                            "(B-TYPE on a first word, I-TYPE on the words after it).")
         if self.labels is not None:
             check_known_tags(values, self.labels, where)
             return
-        if found == ["O"]:
-            raise DataError(f"{where}: every word is tagged O, so there is no entity to learn. Tag the entities "
-                            "(B-TYPE on a first word, I-TYPE on the words after it).")
         if self._num_outputs is not None and len(found) != self._num_outputs:
             raise DataError(f"num_labels={self._num_outputs}, but {where} has {len(found)} tags: {found}. Set "
                             f"num_labels={len(found)}, or pass labels=[...] listing every tag.")
