@@ -463,6 +463,14 @@ def test_concatenated_layers_double_the_head_input_and_still_train(model_dirs):
     assert history.epochs[-1]["eval_f1"] >= 0.5, history.epochs[-1]
 
 
+def test_mean_and_concatenated_layers_are_cached_apart(model_dirs, tmp_path):
+    """The same layers averaged or concatenated are different features: neither may load the other's."""
+    fe_fit(model_dirs["bert"], pool_layers=2, feature_cache_dir=str(tmp_path))
+    clf, _ = fe_fit(model_dirs["bert"], pool_layers=2, combine_layers="concat", feature_cache_dir=str(tmp_path))
+    assert len(list(tmp_path.rglob("*.safetensors"))) == 4  # train and eval windows, for each
+    assert clf.model.head.config.in_features == 2 * clf.backbone.hf_config.hidden_size
+
+
 # --------------------------------------------------------------------------- prediction API
 @pytest.mark.parametrize("backbone", ["bert", "roberta"])
 def test_predict_on_text_gives_character_offsets_of_the_words(trained, backbone):

@@ -628,6 +628,8 @@ class Classifier:
         backbone = self.backbone  # the model's own (also before a head exists)
         key_settings = {"backbone": type(backbone).__name__, "pooling": backbone.pooling,
                         "pool_layers": backbone.pool_layers, "precision": settings.mixed_precision}
+        if getattr(backbone, "combine_layers", "mean") != "mean":  # concatenated layers: other (wider) features
+            key_settings["combine_layers"] = backbone.combine_layers
         folder = Path(settings.feature_cache_dir) if settings.feature_cache_dir else default_cache_dir()
         return FeatureCache(folder, backbone, key_settings)
 
