@@ -87,7 +87,7 @@ class ModelSection:
             raise ConfigError(f"model.type is vision but name_or_path is the default text model {DEFAULT_MODEL!r}; "
                               "set model.name_or_path to a timm model (e.g. resnet50) or a timm weights folder.")
         if self.type == "vision" and self.task == "token_classification":
-            raise ConfigError("model.task token_classification tags the words of a text; it needs model.type text "
+            raise ConfigError("task=token_classification tags the words of a text; it needs type=text "
                               "(for images use single_label, multi_label or regression).")
         if self.num_layers is not None and self.num_layers < 1:
             raise ConfigError(f"model.num_layers={self.num_layers}; use a number of layers from 1 up, or leave it unset for all.")
