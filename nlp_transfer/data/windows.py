@@ -125,20 +125,12 @@ def tag_windows(tokenizer, sentences: Sequence[Sequence[str]], tag_ids: Sequence
         ids, word_of = encoded["input_ids"][number], encoded.word_ids(number)
         pieces = _word_pieces(ids, word_of, len(words), capacity, unknown)
         cut_words += sum(1 for word, count in Counter(w for w in word_of if w is not None).items() if count > capacity)
+        tags = tag_ids[number] if tag_ids is not None else None
         for window in _windows_of([len(p) for p in pieces], capacity, overlap, number):
-            slot_ids, token_ids, slot_starts, slot_targets = [], list(before), [], []
-            for word in range(window.start, window.end):
-                for position, token in enumerate(pieces[word]):
-                    if position == 0 or all_tokens:
-                        slot_starts.append(len(token_ids))
-                        if tag_ids is not None:
-                            tag = tag_ids[number][word]
-                            slot_targets.append(tag if position == 0 else (continuation or {}).get(tag, tag))
-                    slot_ids.append(len(slot_starts) - 1)
-                    token_ids.append(token)
-            token_ids += after
-            encodings["input_ids"].append(token_ids)
-            encodings["attention_mask"].append([1] * len(token_ids))
+            token_ids, slot_ids, slot_starts, slot_targets = _window_inputs(window, pieces, tags, len(before), all_tokens,
+                                                                            continuation or {})
+            encodings["input_ids"].append([*before, *token_ids, *after])
+            encodings["attention_mask"].append([1] * (len(before) + len(token_ids) + len(after)))
             encodings["word_ids"].append([-1] * len(before) + slot_ids + [-1] * len(after))
             starts.append(slot_starts)
             if targets is not None:
@@ -153,6 +145,25 @@ def tag_windows(tokenizer, sentences: Sequence[Sequence[str]], tag_ids: Sequence
         logger.info("%d sentence(s) longer than max_length=%d were cut into %d extra overlapping windows.",
                     len({w.sentence for w in windows if w.start > 0}), max_length, long)
     return result
+
+
+def _window_inputs(window: _Window, pieces: list[list[int]], tags: Sequence[int] | None, offset: int, all_tokens: bool,
+                   continuation: dict[int, int]) -> tuple[list[int], list[int], list[int], list[int]]:
+    """The sub-token ids of a window's words, each sub-token's slot, each slot's first position (after
+    `offset` special tokens) and each slot's target: a slot per word, or per sub-token with `all_tokens`."""
+    token_ids: list[int] = []
+    slot_ids: list[int] = []
+    slot_starts: list[int] = []
+    slot_targets: list[int] = []
+    for word in range(window.start, window.end):
+        for position, token in enumerate(pieces[word]):
+            if position == 0 or all_tokens:
+                slot_starts.append(offset + len(token_ids))
+                if tags is not None:
+                    slot_targets.append(tags[word] if position == 0 else continuation.get(tags[word], tags[word]))
+            slot_ids.append(len(slot_starts) - 1)
+            token_ids.append(token)
+    return token_ids, slot_ids, slot_starts, slot_targets
 
 
 def only_owned(windows: TagWindows) -> TagWindows:
