@@ -137,7 +137,7 @@ class TextClassifier(Classifier):
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(chosen.seed)
             tokenizer, backbone = load_text_backbone(
-                settings.name_or_path, pooling=settings.pooling,
+                settings.name_or_path, pooling=cls._pooling(settings.pooling, strategy.frozen_backbone),
                 pool_layers=1 if settings.pool_layers is None else settings.pool_layers,
                 trust_remote_code=settings.trust_remote_code, allow_pickle=settings.allow_pickle,
                 random_init=settings.random_init, num_layers=settings.num_layers,
@@ -152,6 +152,11 @@ class TextClassifier(Classifier):
                    num_labels=settings.num_labels,
                    head_options=_default_head(backbone, settings.head, settings.dropout, strategy.frozen_backbone),
                    threshold=settings.threshold, seed=chosen.seed)
+
+    @classmethod
+    def _pooling(cls, pooling: str, frozen: bool) -> str:
+        """The pooling asked for; "auto" is resolved by the backbone (the checkpoint's own)."""
+        return pooling
 
     @classmethod
     def _from_saved(cls, folder: Path, meta: ModelMetadata, common: dict[str, Any], *,

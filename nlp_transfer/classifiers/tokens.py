@@ -62,6 +62,14 @@ class TokenClassifier(TextClassifier):
             settings["task"] = "token_classification"
         return super().from_pretrained(name_or_path, model=model, strategy=strategy, **settings)
 
+    @classmethod
+    def _pooling(cls, pooling: str, frozen: bool) -> str:
+        """A frozen encoder's words are the mean of their sub-tokens; a fine-tuned one's their first
+        sub-token (as transformers' *ForTokenClassification reads them). Chosen on CoNLL-2003
+        validation with frozen MiniLM-L6 (bench/conll_ner.py): mean beat first in all three layer
+        settings, by 1.4 to 2.4 F1 points (top 4 layers averaged: 81.3 vs 78.9)."""
+        return "mean" if pooling == "auto" and frozen else pooling
+
     # ----------------------------------------------------------------- labels
     def _settle_labels(self, values: list[list[str]], where: str) -> None:
         from nlp_transfer.data.tagging import check_known_tags, tag_set
