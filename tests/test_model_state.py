@@ -20,8 +20,8 @@ def best_at_first_epoch():
     """Rig the selection metric so that epoch 1 is the best, whatever the model learns; loss stays real."""
     score, calls = Classifier._score, {"n": 0}
 
-    def rigged(self, extra):
-        real = score(self, extra)
+    def rigged(self, extra, dataset=None):
+        real = score(self, extra, dataset)
 
         def scored(logits, targets):
             calls["n"] += 1
@@ -66,8 +66,8 @@ def test_nan_evaluations_are_never_the_best_epoch(model_dirs, caplog):
 
     score, calls = Classifier._score, {"n": 0}
 
-    def nan_first(self, extra):
-        real = score(self, extra)
+    def nan_first(self, extra, dataset=None):
+        real = score(self, extra, dataset)
 
         def scored(logits, targets):
             calls["n"] += 1
@@ -96,9 +96,9 @@ def test_two_identical_vision_fits_in_one_process_are_identical(resnet_dir):
 
     score, fits = Classifier._score, {"n": 0}
 
-    def drawing(self, extra):
+    def drawing(self, extra, dataset=None):
         fits["n"] += 1
-        real = score(self, extra)
+        real = score(self, extra, dataset)
         return lambda logits, targets: (random.random() if fits["n"] == 1 else None, real(logits, targets))[1]
 
     images, evaluation = square_images(32), square_images(8, seed=1)
