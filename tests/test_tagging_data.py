@@ -38,7 +38,7 @@ Blackburn NNP I-NP I-PER
 BRUSSELS NNP B-NP B-LOC
 1996-08-22 CD I-NP O
 """
-CONLL_DATA = Path("/work/shared/data/conll2003")
+CONLL_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "conll2003"  # ../shared beside the checkout
 
 
 def read(source, need_labels=True, **settings):
@@ -284,7 +284,7 @@ def test_check_known_tags():
 # ---------------------------------------------------------------------------------------------- real data
 
 
-@pytest.mark.skipif(not CONLL_DATA.is_dir(), reason="CoNLL-2003 is not in /work/shared/data")
+@pytest.mark.skipif(not CONLL_DATA.is_dir(), reason="CoNLL-2003 is not in ../shared/data")
 def test_conll2003_counts_and_scheme(caplog):
     from nlp_transfer.data.tagging import _detect_scheme
 
