@@ -16,7 +16,7 @@ $(BIN)/python:
 
 $(VENV)/.installed: $(BIN)/python pyproject.toml
 	$(BIN)/pip install --quiet $(TORCH)
-	$(BIN)/pip install --quiet -e ".[dev,demo,vision]"
+	$(BIN)/pip install --quiet -e ".[dev,demo,vision,vision-demo]"
 	touch $@
 
 install: $(VENV)/.installed

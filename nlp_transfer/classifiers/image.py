@@ -14,6 +14,7 @@ backbone is loaded and saved.
 from __future__ import annotations
 
 import logging
+import os
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +24,7 @@ from nlp_transfer.backbones.vision import TIMM_WEIGHTS_FILE, VisionBackbone, loa
 from nlp_transfer.classifiers.base import Classifier
 from nlp_transfer.config.keywords import ModelSettings
 from nlp_transfer.config.settings import DataConfig
-from nlp_transfer.data.images import ImageCollator, ImageColumns, ImageDataset, make_transform
+from nlp_transfer.data.images import ImageCollator, ImageColumns, ImageDataset, decode_size, make_transform
 from nlp_transfer.storage.model_folder import (
     ModelMetadata,
     load_adapter,
@@ -58,19 +59,25 @@ class ImageClassifier(Classifier):
     def _dataset(self, examples: ImageColumns, targets: torch.Tensor | None,
                  config: DataConfig | None = None) -> ImageDataset:
         evaluation = make_transform(self.preprocessing, training=False)
-        return ImageDataset(examples, targets, evaluation)
+        return ImageDataset(examples, targets, evaluation, min_side=decode_size(self.preprocessing))
 
     def _training_dataset(self, examples: ImageColumns, targets: torch.Tensor | None, seed: int) -> ImageDataset:
         config = self.data_config
         training = make_transform(self.preprocessing, training=True, augment=config.augment, hflip=config.hflip)
         return ImageDataset(examples, targets, training, eval_transform=make_transform(self.preprocessing, training=False),
-                            augment_seed=seed if config.augment else None)
+                            augment_seed=seed if config.augment else None, min_side=decode_size(self.preprocessing))
 
     def _encoding_view(self, dataset: ImageDataset) -> ImageDataset:
         return dataset.deterministic()  # cached features come from un-augmented images
 
     def _collator(self, accelerator) -> ImageCollator:
         return ImageCollator()
+
+    @staticmethod
+    def _default_workers() -> int:
+        """Decoding and resizing photos (JPEGs of several megapixels) costs about as much as a small
+        CNN's forward pass; worker processes do it beside the model, leaving it a core."""
+        return min(4, max(0, (os.cpu_count() or 1) - 1))
 
     # ----------------------------------------------------------------- building and saving (hooks for Classifier)
     @classmethod
@@ -111,6 +118,7 @@ class ImageClassifier(Classifier):
             backbone.encoder = load_adapter(backbone.encoder, folder / "adapter")
         else:
             backbone = load_vision_backbone(str(folder / TIMM_WEIGHTS_FILE))
+        backbone.weights_source = settings.get("weights_source")  # where the pretrained weights came from
         clf = cls(backbone, base_model=meta.base_model, image_size=settings.get("image_size"),
                   random_init=bool(meta.strategy.get("random_init")), **common)
         clf.data_config = DataConfig(**(meta.data or {}))
@@ -137,8 +145,11 @@ class ImageClassifier(Classifier):
             save_tensors(head.state_dict(), folder / "head.safetensors")
 
     def _metadata_extras(self) -> dict[str, Any]:
-        return {"backbone": {"architecture": self.backbone.architecture, "model_args": self.backbone.model_args,
-                             "image_size": self.image_size, "preprocessing": self.preprocessing}}
+        extras = {"architecture": self.backbone.architecture, "model_args": self.backbone.model_args,
+                  "image_size": self.image_size, "preprocessing": self.preprocessing}
+        if self.backbone.weights_source and not self.random_init:
+            extras["weights_source"] = self.backbone.weights_source
+        return {"backbone": extras}
 
     def _write_timm(self, folder: Path, encoder: torch.nn.Module, head) -> None:
         """timm's own save_for_hf, on a timm model whose classifier is our head (or none)."""

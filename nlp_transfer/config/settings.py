@@ -73,10 +73,15 @@ class TrainingConfig:
     save_each_epoch: bool = _f(True, "With checkpoint_dir: save at the end of every epoch.")
     save_total_limit: int = _f(2, "Checkpoints kept: the newest this many, plus the best epoch's.")
     cpu: bool = _f(False, "Train on the CPU even when a GPU is present.")
+    num_workers: int | None = _f(None, "DataLoader worker processes that read and preprocess examples while the model "
+                                       "computes (images: decode, resize, augment). Default: images min(4, CPU cores - 1), "
+                                       "text 0 (tokenised up front). Results do not depend on it.")
 
     def __post_init__(self) -> None:
         _validate_fields(self)
         _positive(self, "batch_size", "eval_batch_size", "gradient_accumulation_steps", "logging_steps", "save_total_limit")
+        if self.num_workers is not None and self.num_workers < 0:
+            raise ConfigError(f"num_workers must be 0 (read in the training process) or more, got {self.num_workers}.")
         if self.save_steps is not None and self.save_steps < 1:
             raise ConfigError(f"save_steps must be at least 1 (or null), got {self.save_steps}.")
         if self.epochs is not None and self.epochs < 1:
@@ -102,6 +107,10 @@ class DataConfig:
     image_column: str = _f("image", "Images: the column with image paths (relative to the data file) or images.")
     augment: bool = _f(True, "Images: light training augmentation (random resized crop of 70-100%); none for evaluation.")
     hflip: bool = _f(True, "Images: with augment, also flip training images left-right (turn off for digits, text, ...).")
+    skip_bad_images: bool = _f(False, "Images: leave out files that cannot be decoded, with one warning naming them, instead "
+                                      "of stopping with an error. (Files that are not photos by extension, e.g. a .txt or "
+                                      ".gif in a class folder, are always skipped with a warning, as torchvision's "
+                                      "ImageFolder does.)")
     tokens_column: str = _f("tokens", "Tagging: the column with each sentence's words (a list of strings).", "text")
     tags_column: str = _f("tags", "Tagging: the column with each word's tag (a list as long as the words).", "text")
     tag_scheme: Literal["auto", "iob1", "iob2", "bioes"] = _f(

@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import hashlib
 import io
+import logging
+import math
 import random
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -26,9 +28,15 @@ from torch.utils.data import Dataset
 from nlp_transfer.config.settings import DataConfig
 from nlp_transfer.errors import DataError
 
-__all__ = ["IMAGE_EXTENSIONS", "ImageColumns", "ImageDataset", "ImageCollator", "make_transform", "looks_like_image"]
+__all__ = ["IMAGE_EXTENSIONS", "FOLDER_EXTENSIONS", "ImageColumns", "ImageDataset", "ImageCollator", "make_transform",
+           "looks_like_image", "open_rgb", "decode_size"]
+
+logger = logging.getLogger(__name__)
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm", ".pgm")
+# What an image folder's class folders are read for: torchvision ImageFolder's extensions (no GIF:
+# in photo collections a .gif is mostly an animation or a placeholder, e.g. "image not found").
+FOLDER_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff", ".ppm", ".pgm")
 
 
 def looks_like_image(value: Any) -> bool:
@@ -57,7 +65,7 @@ class ImageColumns:
     @classmethod
     def from_source(cls, source: Any, config: DataConfig, where: str, need_labels: bool) -> ImageColumns:
         if isinstance(source, (str, Path)) and Path(source).is_dir():
-            columns = _image_folder(Path(source), where)
+            columns = _image_folder(Path(source), where, config.skip_bad_images)
         elif looks_like_image(source) or _is_image(source):
             columns = cls([source], None)
         elif isinstance(source, tuple) and len(source) == 2 and not isinstance(source[0], (str, dict)):
@@ -74,8 +82,7 @@ class ImageColumns:
         if need_labels and columns.labels is None:
             raise DataError(f"{where}: no labels. Give a folder with one sub-folder per class, a table with a "
                             f"{config.label_column!r} column, or (images, labels).")
-        _check_readable(columns.images, where)
-        return columns
+        return _readable(columns, where, config.skip_bad_images)
 
 
 def _is_image(value: Any) -> bool:
@@ -85,7 +92,7 @@ def _is_image(value: Any) -> bool:
     return isinstance(value, np.ndarray) and (value.ndim == 2 or (value.ndim == 3 and value.shape[-1] in (1, 3, 4)))
 
 
-def _image_folder(root: Path, where: str) -> ImageColumns:
+def _image_folder(root: Path, where: str, skip_bad_images: bool = False) -> ImageColumns:
     classes = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
     if not classes:
         files = [p for p in root.iterdir() if p.suffix.lower() in IMAGE_EXTENSIONS]
@@ -93,14 +100,20 @@ def _image_folder(root: Path, where: str) -> ImageColumns:
             return ImageColumns(sorted(str(p) for p in files), None)
         raise DataError(f"{where}: {str(root)!r} has no class sub-folders and no images. Lay it out as "
                         f"{root}/<label>/<image>.png, one sub-folder per class.")
-    images, labels = [], []
+    images, labels, others = [], [], []
     for folder in classes:
-        files = sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file())
-        if not files:
-            raise DataError(f"{where}: the class folder {str(folder)!r} has no images ({', '.join(IMAGE_EXTENSIONS[:4])}, ...). "
+        files = sorted(p for p in folder.rglob("*") if p.is_file() and not p.name.startswith("."))
+        chosen = [p for p in files if p.suffix.lower() in FOLDER_EXTENSIONS]
+        others += [p for p in files if p.suffix.lower() not in FOLDER_EXTENSIONS]
+        if not chosen:
+            raise DataError(f"{where}: the class folder {str(folder)!r} has no images ({', '.join(FOLDER_EXTENSIONS[:4])}, ...). "
                             "Add images or remove the folder.")
-        images += [str(p) for p in files]
-        labels += [folder.name] * len(files)
+        images += [str(p) for p in chosen]
+        labels += [folder.name] * len(chosen)
+    if others:  # as torchvision's ImageFolder: only photo formats count, but say what was left out
+        named = ", ".join(repr(str(p.relative_to(root))) for p in others[:5])
+        logger.warning("%s: skipped %d file(s) in %s that are not photos (%s): %s%s", where, len(others), root,
+                       "/".join(FOLDER_EXTENSIONS), named, ", ..." if len(others) > 5 else "")
     return ImageColumns(images, labels)
 
 
@@ -126,25 +139,63 @@ def _from_table(source: Any, config: DataConfig, where: str) -> ImageColumns:
     return ImageColumns(resolved, table.get(config.label_column))
 
 
-def _check_readable(images: list[Any], where: str) -> None:
+def _readable(columns: ImageColumns, where: str, skip_bad_images: bool) -> ImageColumns:
+    """`columns` once every image opens; a file that does not is an error naming it, or, with
+    `skip_bad_images`, left out with one warning that names them all."""
+    bad: list[tuple[int, str]] = []
+    for row, image in enumerate(columns.images):
+        problem = _problem(image, row, where)
+        if problem is not None:
+            bad.append((row, problem))
+    if not bad:
+        return columns
+    if not skip_bad_images or len(bad) == len(columns.images):
+        first = bad[0][1]
+        more = f" ({len(bad) - 1} more unreadable)" if len(bad) > 1 else ""
+        raise DataError(f"{where}: {first}{more}. Remove or replace it, or set data.skip_bad_images=true to leave "
+                        "unreadable images out with a warning." if not skip_bad_images else
+                        f"{where}: no image could be read; the first: {first}.")
+    logger.warning("%s: left out %d unreadable image(s) (data.skip_bad_images): %s", where, len(bad),
+                   "; ".join(problem for _, problem in bad[:5]) + ("; ..." if len(bad) > 5 else ""))
+    dropped = {row for row, _ in bad}
+    return columns.take([row for row in range(len(columns.images)) if row not in dropped])
+
+
+def _problem(image: Any, row: int, where: str) -> str | None:
+    """Why `image` cannot be used, or None. Files are opened header-first (not every pixel), so a
+    broken image fails in seconds, by name, before any training."""
     from PIL import Image, UnidentifiedImageError
 
-    for row, image in enumerate(images):
-        if isinstance(image, (str, Path, bytes)):
-            if not isinstance(image, bytes) and not Path(image).is_file():
-                raise DataError(f"{where}: image file {str(image)!r} does not exist.")
-            name = f"in row {row}" if isinstance(image, bytes) else repr(str(image))
-            try:
-                with Image.open(io.BytesIO(image) if isinstance(image, bytes) else image) as opened:
-                    opened.verify()  # reads the header and structure, not every pixel
-            except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as error:
-                raise DataError(f"{where}: cannot read the image {name} ({error}). Remove or replace it.") from error
-        elif isinstance(image, np.ndarray):
-            if image.ndim not in (2, 3) or (image.ndim == 3 and image.shape[-1] not in (1, 3, 4)):
-                raise DataError(f"{where}: an image array must be [H, W] or [H, W, C] with C in 1, 3, 4; got shape {image.shape}.")
-            _as_bytes(image, f"{where}: the image array in row {row}")  # a bad range fails now, not mid-epoch
-        elif not type(image).__module__.startswith("PIL."):
-            raise DataError(f"{where}: cannot use {type(image).__name__} as an image; give file paths, PIL images or arrays.")
+    if isinstance(image, (str, Path, bytes)):
+        if not isinstance(image, bytes) and not Path(image).is_file():
+            return f"image file {str(image)!r} does not exist"
+        name = f"in row {row}" if isinstance(image, bytes) else repr(str(image))
+        try:
+            with Image.open(io.BytesIO(image) if isinstance(image, bytes) else image) as opened:
+                kind = opened.format
+                opened.verify()  # reads the header and structure, not every pixel
+        except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as error:
+            return f"cannot read the image {name} ({error})"
+        if kind == "JPEG" and not _ends_like_a_jpeg(image):  # verify() does not see a file cut short
+            return f"the image {name} is truncated (no JPEG end marker: an interrupted copy or download?)"
+        return None
+    if isinstance(image, np.ndarray):
+        if image.ndim not in (2, 3) or (image.ndim == 3 and image.shape[-1] not in (1, 3, 4)):
+            raise DataError(f"{where}: an image array must be [H, W] or [H, W, C] with C in 1, 3, 4; got shape {image.shape}.")
+        _as_bytes(image, f"{where}: the image array in row {row}")  # a bad range fails now, not mid-epoch
+        return None
+    if not type(image).__module__.startswith("PIL."):
+        raise DataError(f"{where}: cannot use {type(image).__name__} as an image; give file paths, PIL images or arrays.")
+    return None
+
+
+def _ends_like_a_jpeg(image: str | Path | bytes) -> bool:
+    """Whether the end-of-image marker (FF D9) is in the last kilobyte (cameras may append a little after it)."""
+    if isinstance(image, bytes):
+        return b"\xff\xd9" in image[-1024:]
+    with open(image, "rb") as handle:
+        handle.seek(max(0, Path(image).stat().st_size - 1024))
+        return b"\xff\xd9" in handle.read()
 
 
 def _as_bytes(array: np.ndarray, name: str) -> np.ndarray:
@@ -170,28 +221,41 @@ def _as_bytes(array: np.ndarray, name: str) -> np.ndarray:
     raise DataError(f"{name} has dtype {array.dtype}; give uint8, uint16, bool or float (in [0, 1]) pixel values.")
 
 
-def open_rgb(image: Any):
-    """Any accepted image as an RGB PIL image: grayscale is repeated, transparency laid on white.
+def open_rgb(image: Any, min_side: int | None = None):
+    """Any accepted image as an RGB PIL image, upright: the EXIF orientation a camera wrote is
+    applied, grayscale is repeated, transparency laid on white.
 
-    Arrays are scaled by dtype (see `ImageColumns`): float in [0, 1], uint16 / 257, bool 0 / 255.
+    With `min_side`, a large JPEG is decoded at the smallest of libjpeg's 1/2, 1/4, 1/8 scales that
+    keeps its shorter side at least `min_side` pixels (a 2592 px photo decodes about 10x faster;
+    the model's own resize follows). Arrays are scaled by dtype (see `ImageColumns`): float in
+    [0, 1], uint16 / 257, bool 0 / 255.
     """
-    from PIL import Image
+    from PIL import Image, ImageOps
 
-    if isinstance(image, (str, Path)):
-        with Image.open(image) as opened:
-            picture = opened.copy()
-    elif isinstance(image, bytes):
-        picture = Image.open(io.BytesIO(image))
+    if isinstance(image, (str, Path, bytes)):
+        with Image.open(io.BytesIO(image) if isinstance(image, bytes) else image) as opened:
+            if min_side and opened.format == "JPEG":
+                width, height = opened.size
+                scale = min_side / max(min(width, height), 1)
+                opened.draft("RGB", (max(1, round(width * scale)), max(1, round(height * scale))))
+            picture = ImageOps.exif_transpose(opened)  # a copy, turned as the camera meant
     elif isinstance(image, np.ndarray):
         array = image.squeeze(-1) if image.ndim == 3 and image.shape[-1] == 1 else image
         picture = Image.fromarray(_as_bytes(array, "an image array"))
     else:
-        picture = image
+        picture = ImageOps.exif_transpose(image)
     if picture.mode in ("RGBA", "LA", "PA") or (picture.mode == "P" and "transparency" in picture.info):
         background = Image.new("RGB", picture.size, (255, 255, 255))
         background.paste(picture.convert("RGBA"), mask=picture.convert("RGBA").getchannel("A"))
         return background
     return picture.convert("RGB")
+
+
+def decode_size(data_config: dict[str, Any]) -> int:
+    """The shorter side a photo needs before the model's resize: the input size over the crop share
+    (224 px at timm's crop_pct 0.875: 256 px), so decoding smaller never loses pixels the model sees."""
+    size = max(data_config["input_size"][1:])
+    return int(math.ceil(size / float(data_config.get("crop_pct") or 1.0)))
 
 
 def make_transform(data_config: dict[str, Any], training: bool, augment: bool = True, hflip: bool = True):
@@ -217,14 +281,16 @@ class ImageDataset(Dataset):
     """
 
     def __init__(self, columns: ImageColumns, targets: torch.Tensor | None, transform, eval_transform=None,
-                 augment_seed: int | None = None) -> None:
+                 augment_seed: int | None = None, min_side: int | None = None) -> None:
         self.images = columns.images
         self.targets = targets
         self.transform = transform
         self.eval_transform = eval_transform or transform
         self.augment_seed = augment_seed  # None: the transform is deterministic (evaluation)
+        self.min_side = min_side  # large JPEGs are decoded at a reduced scale down to this shorter side
         self.epoch = 0
         self.lengths = [1] * len(self.images)  # every image is the same size after preprocessing
+        self._row_keys: list[str] | None = None
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
@@ -233,7 +299,11 @@ class ImageDataset(Dataset):
         return len(self.images)
 
     def __getitem__(self, index: int) -> dict[str, Any]:
-        image = open_rgb(self.images[index])
+        try:
+            image = open_rgb(self.images[index], self.min_side)
+        except OSError as error:  # a file damaged or changed since it was checked: say which one
+            where = repr(str(self.images[index])) if isinstance(self.images[index], (str, Path)) else f"number {index}"
+            raise DataError(f"Cannot decode the image {where} ({error}). Remove or replace it.") from error
         pixels = self.transform(image) if self.augment_seed is None else self._augmented(image, index)
         item: dict[str, Any] = {"pixel_values": pixels, "index": index}
         if self.targets is not None:
@@ -255,23 +325,43 @@ class ImageDataset(Dataset):
 
     def deterministic(self) -> ImageDataset:
         """The same images through the evaluation transform (what cached features are computed from)."""
-        return ImageDataset(ImageColumns(self.images, None), self.targets, self.eval_transform)
+        return ImageDataset(ImageColumns(self.images, None), self.targets, self.eval_transform, min_side=self.min_side)
+
+    def row_keys(self) -> list[str]:
+        """One hash per example of what the model sees from it: the file's bytes (not its name or
+        date, so a renamed or copied file is the same example and an edited one is not), or the
+        pixels of an in-memory image."""
+        if self._row_keys is None:
+            self._row_keys = [_content_hash(image) for image in self.images]
+        return self._row_keys
 
     def fingerprint(self) -> str:
-        """Stands for the inputs of every example: file path, size and modification time, or the pixels
-        of in-memory images, plus the preprocessing."""
-        digest = hashlib.sha256(repr(self.transform).encode())
-        for image in self.images:
-            if isinstance(image, (str, Path)):
-                stat = Path(image).stat()
-                digest.update(f"{Path(image).resolve()}:{stat.st_size}:{stat.st_mtime_ns}".encode())
-            elif isinstance(image, bytes):
-                digest.update(image)
-            else:
-                array = np.asarray(image)
-                digest.update(f"{array.shape}:{array.dtype}".encode())
-                digest.update(np.ascontiguousarray(array).tobytes())
+        """Stands for every example's content (`row_keys`, in any order) and how it is read and
+        preprocessed; the feature cache lines its rows up with `row_keys`."""
+        digest = hashlib.sha256(f"{_READER}:{self.min_side}:{self.transform!r}".encode())
+        for key in sorted(self.row_keys()):
+            digest.update(key.encode())
         return digest.hexdigest()
+
+
+_READER = "exif-upright-v1"  # changes when decoding changes what an image file gives
+
+
+def _content_hash(image: Any) -> str:
+    digest = hashlib.sha256()
+    if isinstance(image, (str, Path)):
+        with open(image, "rb") as handle:
+            for chunk in iter(lambda: handle.read(1 << 20), b""):
+                digest.update(chunk)
+    elif isinstance(image, bytes):
+        digest.update(image)
+    elif isinstance(image, np.ndarray):
+        digest.update(f"{image.shape}:{image.dtype}".encode())
+        digest.update(np.ascontiguousarray(image).tobytes())
+    else:  # a PIL image
+        digest.update(f"{image.mode}:{image.size}".encode())
+        digest.update(image.tobytes())
+    return digest.hexdigest()
 
 
 class ImageCollator:

@@ -11,6 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from nlp_transfer.backbones.offline_weights import describe as describe_weights
 from nlp_transfer.storage.model_folder import ModelMetadata
 
 __all__ = ["model_card"]
@@ -45,6 +46,9 @@ def model_card(meta: ModelMetadata, *, title: str | None = None, repo_id: str | 
         how = how.replace("encoder layers", "stages").replace("encoder", "backbone")
     lines += [f"A {meta.task.replace('_', '-')} {kind} trained with nlp_transfer {meta.library_version} "
               f"from {origin}, strategy **{strategy['name']}**: {how}{' (merged into the encoder weights)' if strategy.get('merged') else ''}."]
+    weights = (meta.backbone or {}).get("weights_source")
+    if weights and not scratch:
+        lines.append(describe_weights(weights))
     if meta.parameters:
         share = 100.0 * meta.parameters["trainable"] / max(meta.parameters["total"], 1)
         lines.append(f"Trainable parameters: {meta.parameters['trainable']:,} of {meta.parameters['total']:,} ({share:.2f}%).")

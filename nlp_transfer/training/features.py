@@ -15,7 +15,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +24,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
 from nlp_transfer.storage.atomic import staged_file
+from nlp_transfer.storage.cache import cache_root
 from nlp_transfer.training.engine import run_inference
 
 __all__ = ["FeatureDataset", "encode_features", "FeatureCache", "default_cache_dir"]
@@ -74,9 +74,7 @@ class FeatureDataset(Dataset):
 
 def default_cache_dir() -> Path:
     """~/.cache/nlp_transfer/features (or under $XDG_CACHE_HOME, or $NLP_TRANSFER_CACHE)."""
-    if os.environ.get("NLP_TRANSFER_CACHE"):
-        return Path(os.environ["NLP_TRANSFER_CACHE"]) / "features"
-    return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "nlp_transfer" / "features"
+    return cache_root() / "features"
 
 
 class FeatureCache:
@@ -109,6 +107,11 @@ class FeatureCache:
         if len(features) != rows:
             return None
         logger.info("Reusing cached features of %d examples from %s", len(features), path)
+        order = _content_order(dataset)
+        if order is not None:  # stored by content: put the rows back in this dataset's order
+            restored = torch.empty_like(features)
+            restored[order] = features
+            return restored
         return features
 
     def store(self, dataset: Dataset, features: torch.Tensor) -> None:
@@ -116,11 +119,23 @@ class FeatureCache:
         from safetensors.torch import save_file
 
         target = self.folder / f"{self.key(dataset)}.safetensors"
+        order = _content_order(dataset)
+        if order is not None:
+            features = features[order]
         try:
             with staged_file(target) as temporary:  # readers never see a half-written file
                 save_file({"features": features.contiguous()}, str(temporary))
         except OSError as error:
             logger.warning("Could not write the feature cache %s (%s); continuing without it.", target, error)
+
+
+def _content_order(dataset: Dataset) -> torch.Tensor | None:
+    """For datasets keyed by content (`row_keys`: images), the rows sorted by key: the order their
+    features are stored in, so the same images in another order or under other names hit the cache."""
+    if not hasattr(dataset, "row_keys"):
+        return None
+    keys = dataset.row_keys()
+    return torch.tensor(sorted(range(len(keys)), key=keys.__getitem__), dtype=torch.long)
 
 
 def weights_fingerprint(module: nn.Module) -> str:
