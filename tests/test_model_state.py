@@ -89,6 +89,27 @@ def test_nan_evaluations_are_never_the_best_epoch(model_dirs, caplog):
     assert sum("is NaN" in r.message for r in caplog.records) == 1
 
 
+def test_epochs_that_tie_on_the_metric_are_told_apart_by_the_evaluation_loss(model_dirs):
+    """A small validation split ties on accuracy for many epochs; the one kept is the lowest loss of them."""
+    score = Classifier._score
+
+    def constant_accuracy(self, extra, dataset=None):
+        real = score(self, extra, dataset)
+        return lambda logits, targets: {**real(logits, targets), "accuracy": 0.5}
+
+    clf = _text(model_dirs)
+    Classifier._score = constant_accuracy
+    try:
+        history = clf.fit(sentiment_rows(48), sentiment_rows(16, seed=1), epochs=4, batch_size=8, learning_rate=3e-3,
+                          early_stopping_patience=2)
+    finally:
+        Classifier._score = score
+    losses = [row["eval_loss"] for row in history.epochs]
+    assert len(losses) == 3  # a tie is no progress: patience 2 stops after the first and two ties
+    assert history.best_epoch == 1 + int(np.argmin(losses))
+    assert clf.metrics["loss"] == pytest.approx(min(losses), rel=1e-5)  # the restored weights are that epoch's
+
+
 def test_two_identical_vision_fits_in_one_process_are_identical(resnet_dir):
     """Augmentation draws from its own generator: a draw from Python's global `random` during the
     first fit only (as a library imported lazily at the first evaluation makes) changes nothing."""

@@ -50,6 +50,7 @@ class Progress:
     epochs: list[dict[str, Any]] = field(default_factory=list)
     steps: list[dict[str, Any]] = field(default_factory=list)
     best: float | None = None
+    best_loss: float | None = None  # breaks ties of `best` (a small validation split often ties on accuracy)
     best_epoch: int | None = None
     stale: int = 0
     identity: dict[str, Any] = field(default_factory=dict)
