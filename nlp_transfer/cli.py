@@ -28,9 +28,11 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Literal
 
-from nlp_transfer.errors import NLPTransferError
+from nlp_transfer.errors import DataError, NLPTransferError
 
 __all__ = ["main"]
+
+logger = logging.getLogger(__name__)
 
 _EXAMPLES = {
     "train": """examples:
@@ -67,7 +69,8 @@ token: HF_TOKEN or the saved login (`hf auth login`); it is never printed or wri
     "demo": """examples:
   nlp-transfer demo
   nlp-transfer demo train.epochs=2 --output runs/demo-quick
-  nlp-transfer demo --vision          # digits 0-4 -> 5-9 transfer with a ResNet (scikit-learn's digits)
+  nlp-transfer demo --vision --data ../shared/data/hymenoptera   # ImageNet EfficientNet-Lite0 on ants vs bees
+  nlp-transfer demo --vision digits   # digits 0-4 -> 5-9 transfer with a ResNet (scikit-learn's digits, no extra)
   nlp-transfer demo --ner             # named-entity tagging on the bundled support_entities sentences""",
 }
 
@@ -182,11 +185,16 @@ def _parser() -> argparse.ArgumentParser:
     sub.add_argument("--output", help="folder for the demo runs (default: runs/demo, runs/ner-demo or runs/demo-vision, "
                                       "replaced on rerun)")
     kind = sub.add_mutually_exclusive_group()
-    kind.add_argument("--vision", action="store_true",
-                      help="the vision demo: pre-train a ResNet on digits 0-4, transfer it to 5-9 from a few examples")
+    kind.add_argument("--vision", nargs="?", const="auto", choices=("auto", "ants-bees", "digits"),
+                      help="the vision demo. ants-bees: ImageNet EfficientNet-Lite0 on the ants vs bees photos (needs "
+                           "the vision-demo extra and the photos, see --data); digits: pre-train a ResNet on digits "
+                           "0-4, transfer it to 5-9 from a few examples (needs nothing more). Default: ants-bees when "
+                           "it can run, else digits")
     kind.add_argument("--ner", action="store_true",
                       help="the tagging demo: every strategy finds product, person, place and date names in 300 sentences")
-    sub.add_argument("--shots", type=int, default=3, help="vision demo: training images per target class (default 3)")
+    sub.add_argument("--shots", type=int, default=3, help="digits demo: training images per target class (default 3)")
+    sub.add_argument("--data", help="ants-bees demo: the hymenoptera folder (train/ and val/); default: "
+                                    "$NLP_TRANSFER_HYMENOPTERA or ../shared/data/hymenoptera")
     return parser
 
 
@@ -383,12 +391,7 @@ def _demo(args: argparse.Namespace) -> int:
     from nlp_transfer.config.run import load_config
 
     if args.vision:
-        from nlp_transfer.demos.vision import TARGET_CONFIG, run_vision_demo
-
-        _logging(load_config(TARGET_CONFIG, args.overrides).run.log_level)  # bad overrides fail here, before any work
-        report = run_vision_demo(args.output or "runs/demo-vision", args.shots, tuple(args.overrides))
-        print(report)
-        return 0
+        return _vision_demo(args)
     if args.ner:
         from nlp_transfer.demos.ner import NER_DEMO_CONFIG as recipe
         from nlp_transfer.demos.ner import run_ner_demo as run
@@ -402,6 +405,31 @@ def _demo(args: argparse.Namespace) -> int:
     if _is_main():
         print(report)
     _end_processes()
+    return 0
+
+
+def _vision_demo(args: argparse.Namespace) -> int:
+    from nlp_transfer.config.run import load_config
+    from nlp_transfer.demos.ants_bees import ANTS_BEES_CONFIG, ants_bees_available, run_ants_bees_demo
+
+    kind = args.vision
+    if kind in ("auto", "ants-bees"):
+        available, why = ants_bees_available(args.data)
+        if not available and kind == "ants-bees":
+            raise DataError(f"The ants-bees demo cannot run: {why}.")
+        if not available:
+            logger.warning("Running the digits demo instead of ants vs bees: %s.", why)
+        kind = "ants-bees" if available else "digits"
+    if kind == "ants-bees":
+        _logging(load_config(ANTS_BEES_CONFIG, args.overrides).run.log_level)  # bad overrides fail here, before any work
+        report = run_ants_bees_demo(args.data, args.output or "runs/demo-ants-bees", tuple(args.overrides))
+    else:
+        from nlp_transfer.demos.vision import TARGET_CONFIG, run_vision_demo
+
+        _logging(load_config(TARGET_CONFIG, args.overrides).run.log_level)
+        report = run_vision_demo(args.output or "runs/demo-vision", args.shots, tuple(args.overrides))
+    if _is_main():
+        print(report)
     return 0
 
 
