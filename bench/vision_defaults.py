@@ -2,7 +2,7 @@
 
     python bench/vision_defaults.py [--shots 10,50] [--seed 1] [--output bench/vision_defaults.json]   # ~10 min on 2 cores
 
-The text defaults (config.STRATEGY_DEFAULTS: 3 epochs, head lr 1e-3, measured on SST-2) were chosen
+The text defaults (strategy_defaults(name, "text"): 3 epochs, head lr 1e-3, measured on SST-2) were chosen
 for thousands of sentences through a pretrained transformer; an image folder of a few hundred
 pictures gives a CNN a handful of optimizer steps per epoch. This sweep measures what a CNN needs,
 on the only real images available offline: scikit-learn's digits, with the demo's source model (a
@@ -15,7 +15,7 @@ the test images (the remaining 5-9 images, which choose nothing). Per strategy t
 one with the best validation accuracy averaged over the shot counts (one default serves both; the
 first in sweep order among equals: fewer epochs, lower rates). Prints every cell's validation and
 test accuracy, the text defaults marked, then per strategy the chosen cell against the current
-VISION_STRATEGY_DEFAULTS, with their test accuracies. The output file is rewritten after every cell;
+vision defaults (strategy_defaults(name, "vision")), with their test accuracies. The output file is rewritten after every cell;
 `--resume` keeps the cells of an interrupted run of the same code, shots and seed (every cell is
 seeded, so a kept cell is the one a fresh run would measure).
 """
@@ -53,7 +53,7 @@ def main() -> None:
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
 
-    from nlp_transfer.config.settings import VISION_STRATEGY_DEFAULTS
+    from nlp_transfer.strategies import strategy_defaults
 
     output = Path(args.output)
     header = {"shots": args.shots, "seed": args.seed, "fingerprint": _fingerprint()}
@@ -66,7 +66,7 @@ def main() -> None:
         output.write_text(json.dumps({**header, "cells": results}, indent=2))
 
     sweep([int(s) for s in args.shots.split(",")], args.seed, {_cell_id(row) for row in results}, keep)
-    chosen = choose(results, VISION_STRATEGY_DEFAULTS)
+    chosen = choose(results, {name: strategy_defaults(name, "vision") for name in RATES})
     output.write_text(json.dumps({**header, "cells": results, "chosen": chosen}, indent=2))
     print(report(results))
     print()
@@ -76,7 +76,7 @@ def main() -> None:
 def sweep(shot_counts: list[int], seed: int, done: set[tuple], keep) -> None:
     """Pre-train the source model, then every cell not in `done` per shot count, each passed to `keep`."""
     from nlp_transfer.api import train
-    from nlp_transfer.config.settings import STRATEGY_DEFAULTS
+    from nlp_transfer.strategies import strategy_defaults
     from nlp_transfer.demos.vision import source_config, write_digits
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -89,7 +89,7 @@ def sweep(shot_counts: list[int], seed: int, done: set[tuple], keep) -> None:
             splits = write_digits(root / f"shots{shots}", shots, seed=seed)
             fit, validation = carve_validation(splits.target_train, root / f"shots{shots}" / "carved", seed)
             for strategy, rates in RATES.items():
-                text = STRATEGY_DEFAULTS[strategy]  # the text defaults as they are, for the side-by-side
+                text = strategy_defaults(strategy, "text")  # the text defaults as they are, for the side-by-side
                 specs = [(epochs, rate, head_rate, False) for epochs, rate, head_rate in
                          itertools.product(EPOCHS, rates, HEAD_RATES)]
                 specs.append((int(text["epochs"]), None if strategy == "feature_extraction" else text["learning_rate"],

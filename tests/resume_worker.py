@@ -64,7 +64,8 @@ def main(model_dir: str, checkpoint_dir: str, output: str, mode: str, strategy: 
             write_json(path, value)
 
         checkpoints._write_json = dying_write
-    history = clf.fit(train, evaluation, epochs=3, batch_size=8, learning_rate=3e-3,
+    workers = {"num_workers": 2} if vision and not Path(model_dir).exists() else {}  # a named (ImageNet) model
+    history = clf.fit(train, evaluation, epochs=3, batch_size=8, learning_rate=3e-3, **workers,
                       load_best_model_at_end=False, checkpoint_dir=checkpoint_dir, save_steps=2,
                       resume=mode == "resume")
     out = Path(output)

@@ -95,9 +95,11 @@ def _is_image(value: Any) -> bool:
 def _image_folder(root: Path, where: str, skip_bad_images: bool = False) -> ImageColumns:
     classes = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
     if not classes:
-        files = [p for p in root.iterdir() if p.suffix.lower() in IMAGE_EXTENSIONS]
-        if files:  # a flat folder of images: something to predict on
-            return ImageColumns(sorted(str(p) for p in files), None)
+        files = sorted(p for p in root.iterdir() if p.is_file() and not p.name.startswith("."))
+        images = [p for p in files if p.suffix.lower() in IMAGE_EXTENSIONS]
+        if images:  # a flat folder of images: something to predict on (any format PIL reads, GIF too)
+            _warn_skipped(root, [p for p in files if p not in images], where, IMAGE_EXTENSIONS)
+            return ImageColumns([str(p) for p in images], None)
         raise DataError(f"{where}: {str(root)!r} has no class sub-folders and no images. Lay it out as "
                         f"{root}/<label>/<image>.png, one sub-folder per class.")
     images, labels, others = [], [], []
@@ -110,11 +112,16 @@ def _image_folder(root: Path, where: str, skip_bad_images: bool = False) -> Imag
                             "Add images or remove the folder.")
         images += [str(p) for p in chosen]
         labels += [folder.name] * len(chosen)
-    if others:  # as torchvision's ImageFolder: only photo formats count, but say what was left out
-        named = ", ".join(repr(str(p.relative_to(root))) for p in others[:5])
-        logger.warning("%s: skipped %d file(s) in %s that are not photos (%s): %s%s", where, len(others), root,
-                       "/".join(FOLDER_EXTENSIONS), named, ", ..." if len(others) > 5 else "")
+    _warn_skipped(root, others, where, FOLDER_EXTENSIONS)  # as torchvision's ImageFolder: photo formats only
     return ImageColumns(images, labels)
+
+
+def _warn_skipped(root: Path, skipped: list[Path], where: str, extensions: tuple[str, ...]) -> None:
+    """One warning naming the files a folder read left out."""
+    if skipped:
+        named = ", ".join(repr(str(p.relative_to(root))) for p in skipped[:5])
+        logger.warning("%s: skipped %d file(s) in %s that are not photos (%s): %s%s", where, len(skipped), root,
+                       "/".join(extensions), named, ", ..." if len(skipped) > 5 else "")
 
 
 def _from_table(source: Any, config: DataConfig, where: str) -> ImageColumns:
