@@ -68,15 +68,16 @@ def run_ants_bees_demo(data: str | Path | None = None, output: str | Path = "run
                        overrides: tuple[str, ...] = ()) -> str:
     """Compare every strategy and the scratch control on ants vs bees; return the report to show."""
     from nlp_transfer.api import predict
-    from nlp_transfer.selection.comparison import compare
+    from nlp_transfer.selection.comparison import SCRATCH, compare
     from nlp_transfer.storage.run_folder import find_model_folder
+    from nlp_transfer.strategies import STRATEGIES
 
     folder = find_hymenoptera(data)
     if folder is None:
         raise DataError("The ants/bees photos were not found: give --data PATH (the hymenoptera folder, with train/ "
                         "and val/), or set NLP_TRANSFER_HYMENOPTERA.")
     config = ants_bees_config(folder, output, overrides)
-    comparison = compare(config)
+    comparison = compare(config, strategies=(*STRATEGIES, SCRATCH))  # every registered strategy, gradual too
     best = find_model_folder(comparison.path)
     test_images = sorted((folder / "val" / "ants").glob("*.jpg"))[:SHOWN_PREDICTIONS // 2] + \
         sorted((folder / "val" / "bees").glob("*.jpg"))[:SHOWN_PREDICTIONS // 2]
