@@ -209,11 +209,13 @@ class Classifier:
         cached = self.strategy.frozen_backbone and resolved.cache_features
         if cached:
             train_set, eval_set, collate = self._cached(train_set, eval_set, collate, resolved, accelerator)
-        workers = 0 if cached else self._workers(resolved)  # cached features need no reading
+        workers = 0 if cached else self._workers(resolved, len(train_set), resolved.batch_size)  # features: no reading
         train_loader = DataLoader(train_set, collate_fn=collate, num_workers=workers, batch_sampler=LengthGroupedBatchSampler(
             train_set.lengths, resolved.batch_size, resolved.seed, group=resolved.group_by_length))
-        eval_loader = (self._eval_loader(eval_set, resolved.eval_batch_size, collate, workers)
-                       if eval_set is not None else None)
+        eval_loader = None
+        if eval_set is not None:
+            eval_workers = 0 if cached else self._workers(resolved, len(eval_set), resolved.eval_batch_size)
+            eval_loader = self._eval_loader(eval_set, resolved.eval_batch_size, collate, eval_workers)
         from nlp_transfer.training.metrics import greater_is_better
 
         self.strategy.apply(model)  # every fit starts from the strategy's first state (gradual unfreezing starts over)
@@ -278,7 +280,8 @@ class Classifier:
         if found is not None:
             return found
         self.backbone.to(accelerator.device)
-        loader = self._eval_loader(dataset, settings.eval_batch_size, self._collator(accelerator), self._workers(settings))
+        workers = self._workers(settings, len(dataset), settings.eval_batch_size)
+        loader = self._eval_loader(dataset, settings.eval_batch_size, self._collator(accelerator), workers)
         encoded = encode_features(self.backbone, loader, accelerator)
         if disk is not None and accelerator.is_main_process:
             disk.store(dataset, encoded)
@@ -605,7 +608,8 @@ class Classifier:
         for dataset, hit in zip(sets, found):
             if hit is None:
                 view = self._encoding_view(dataset)
-                loader = self._eval_loader(view, settings.eval_batch_size, collate, self._workers(settings))
+                workers = self._workers(settings, len(view), settings.eval_batch_size)
+                loader = self._eval_loader(view, settings.eval_batch_size, collate, workers)
                 hit = encode_features(self.model.backbone, loader, accelerator)
                 if disk is not None and accelerator.is_main_process:
                     disk.store(view, hit)
@@ -641,9 +645,12 @@ class Classifier:
         return DataLoader(dataset, batch_sampler=SortedBatchSampler(dataset.lengths, batch_size), collate_fn=collate,
                           num_workers=workers)
 
-    def _workers(self, settings: TrainingConfig) -> int:
-        """DataLoader workers: the user's number, else the modality's default."""
-        return settings.num_workers if settings.num_workers is not None else self._default_workers()
+    def _workers(self, settings: TrainingConfig, examples: int, batch_size: int) -> int:
+        """DataLoader workers: the user's number, else the modality's default, but none for data that
+        fits in one batch (starting a worker costs more than reading it)."""
+        if settings.num_workers is not None:
+            return settings.num_workers
+        return self._default_workers() if examples > batch_size else 0
 
     @staticmethod
     def _default_workers() -> int:
@@ -657,7 +664,7 @@ class Classifier:
         accelerator = self._accelerator
         model.to(accelerator.device).eval()
         settings = self.training or TrainingConfig()
-        workers = self._workers(settings) if len(dataset) > settings.eval_batch_size else 0  # one batch: no start-up cost
+        workers = self._workers(settings, len(dataset), settings.eval_batch_size)
         loader = self._eval_loader(dataset, settings.eval_batch_size, self._collator(accelerator), workers)
         forward = lambda batch: model(**{k: v for k, v in batch.items() if k != "labels"})["logits"]  # noqa: E731
         return run_inference(forward, loader, accelerator)
