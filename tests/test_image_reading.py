@@ -200,3 +200,14 @@ def test_worker_processes_do_not_change_the_model(resnet_dir, tmp_path):
         torch.testing.assert_close(weights[1][name], tensor, rtol=0, atol=1e-6, msg=name)
     untrained = make(resnet_dir, "full", labels=["bright", "dark"]).model.state_dict()
     assert not torch.equal(untrained["head.out.weight"], weights[0]["head.out.weight"])
+
+
+def test_a_16_bit_grey_png_keeps_its_brightness(tmp_path):
+    """PIL's own convert("RGB") clips 16-bit values to white; the reader scales them as it does uint16 arrays."""
+    from PIL import Image
+
+    grey = np.linspace(0, 65535, 64 * 64).reshape(64, 64).astype(np.uint16)
+    Image.fromarray(grey).save(tmp_path / "scan.png")
+    pixels = np.asarray(open_rgb(str(tmp_path / "scan.png"))).astype(float)
+    assert pixels.shape == (64, 64, 3)
+    assert abs(pixels.mean() - 127.5) < 2 and pixels.min() == 0 and pixels.max() == 255

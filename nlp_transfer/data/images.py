@@ -230,7 +230,8 @@ def _as_bytes(array: np.ndarray, name: str) -> np.ndarray:
 
 def open_rgb(image: Any, min_side: int | None = None):
     """Any accepted image as an RGB PIL image, upright: the EXIF orientation a camera wrote is
-    applied, grayscale is repeated, transparency laid on white.
+    applied, grayscale is repeated (16-bit grey scaled to 8 bits, as uint16 arrays are), transparency
+    laid on white.
 
     With `min_side`, a large JPEG is decoded at the smallest of libjpeg's 1/2, 1/4, 1/8 scales that
     keeps its shorter side at least `min_side` pixels (a 2592 px photo decodes about 10x faster;
@@ -251,6 +252,9 @@ def open_rgb(image: Any, min_side: int | None = None):
         picture = Image.fromarray(_as_bytes(array, "an image array"))
     else:
         picture = ImageOps.exif_transpose(image)
+    if picture.mode.startswith("I"):  # 16-bit (or 32-bit integer) grey: PIL's convert("RGB") would clip it to white
+        array = np.asarray(picture, dtype=np.int64)
+        picture = Image.fromarray(np.clip(np.round(array / 257.0), 0, 255).astype(np.uint8))  # as uint16 arrays
     if picture.mode in ("RGBA", "LA", "PA") or (picture.mode == "P" and "transparency" in picture.info):
         background = Image.new("RGB", picture.size, (255, 255, 255))
         background.paste(picture.convert("RGBA"), mask=picture.convert("RGBA").getchannel("A"))
@@ -351,7 +355,7 @@ class ImageDataset(Dataset):
         return digest.hexdigest()
 
 
-_READER = "exif-upright-v1"  # changes when decoding changes what an image file gives
+_READER = "exif-upright-16bit-v2"  # changes when decoding changes what an image file gives
 
 
 def _content_hash(image: Any) -> str:
