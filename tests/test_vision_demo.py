@@ -56,7 +56,7 @@ def test_the_demo_compares_every_strategy_and_scratch_on_a_photo_folder(tmp_path
         report = run_ants_bees_demo(data, tmp_path / "demo", ("model.image_size=64", "train.epochs=2"))
     compared = json.loads((tmp_path / "demo" / "compare.json").read_text())
     assert sorted(row["strategy"] for row in compared["strategies"]) == sorted([*STRATEGIES, "scratch"])
-    assert compared["selection_split"] == "validation" and compared["split"] == "test"  # the val photos choose nothing
+    assert compared["selection_split"] == "held-out" and compared["split"] == "test"  # the val photos choose nothing
     assert sum("imageNotFound.gif" in r.getMessage() for r in caplog.records) >= 1
     assert "imageNotFound.gif" not in report
     predictions = [line for line in report.splitlines() if " -> " in line]
