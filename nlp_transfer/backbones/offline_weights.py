@@ -17,7 +17,6 @@ shapes, in order); after that only the safetensors copy is read.
 
 from __future__ import annotations
 
-import hashlib
 import importlib.util
 import json
 import logging
@@ -26,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from nlp_transfer.errors import ModelLoadError
-from nlp_transfer.storage.cache import cache_root
+from nlp_transfer.storage.cache import cache_root, file_sha256
 
 __all__ = ["WeightsSource", "OFFLINE_SOURCES", "offline_source", "converted_weights", "convert_checkpoint", "file_sha256",
            "describe"]
@@ -90,14 +89,6 @@ def offline_source(name: str) -> WeightsSource | None:
     base = name.removeprefix("timm/")
     architecture, _, tag = base.partition(".")
     return OFFLINE_SOURCES.get(architecture) if tag in ("", "in1k") else None
-
-
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def converted_weights(source: WeightsSource) -> tuple[Path, dict[str, Any]]:

@@ -27,6 +27,7 @@ from torch.utils.data import Dataset
 
 from nlp_transfer.config.settings import DataConfig
 from nlp_transfer.errors import DataError
+from nlp_transfer.storage.cache import update_with_file
 
 __all__ = ["IMAGE_EXTENSIONS", "FOLDER_EXTENSIONS", "ImageColumns", "ImageDataset", "ImageCollator", "make_transform",
            "looks_like_image", "open_rgb", "decode_size"]
@@ -302,6 +303,7 @@ class ImageDataset(Dataset):
         self.epoch = 0
         self.lengths = [1] * len(self.images)  # every image is the same size after preprocessing
         self._row_keys: list[str] | None = None
+        self._keys_of_images = lambda: [_content_hash(image) for image in self.images]
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
@@ -336,14 +338,16 @@ class ImageDataset(Dataset):
 
     def deterministic(self) -> ImageDataset:
         """The same images through the evaluation transform (what cached features are computed from)."""
-        return ImageDataset(ImageColumns(self.images, None), self.targets, self.eval_transform, min_side=self.min_side)
+        view = ImageDataset(ImageColumns(self.images, None), self.targets, self.eval_transform, min_side=self.min_side)
+        view._keys_of_images = self.row_keys  # the same images: each file is hashed once, by whichever asks first
+        return view
 
     def row_keys(self) -> list[str]:
         """One hash per example of what the model sees from it: the file's bytes (not its name or
         date, so a renamed or copied file is the same example and an edited one is not), or the
         pixels of an in-memory image."""
         if self._row_keys is None:
-            self._row_keys = [_content_hash(image) for image in self.images]
+            self._row_keys = self._keys_of_images()
         return self._row_keys
 
     def fingerprint(self) -> str:
@@ -361,9 +365,7 @@ _READER = "exif-upright-16bit-v2"  # changes when decoding changes what an image
 def _content_hash(image: Any) -> str:
     digest = hashlib.sha256()
     if isinstance(image, (str, Path)):
-        with open(image, "rb") as handle:
-            for chunk in iter(lambda: handle.read(1 << 20), b""):
-                digest.update(chunk)
+        update_with_file(digest, image)
     elif isinstance(image, bytes):
         digest.update(image)
     elif isinstance(image, np.ndarray):
