@@ -17,7 +17,7 @@ $(BIN)/python:
 
 $(VENV)/.installed: $(BIN)/python pyproject.toml
 	$(BIN)/pip install --quiet $(TORCH)
-	$(BIN)/pip install --quiet -e ".[dev,demo,vision,vision-demo]"
+	$(BIN)/pip install --quiet -e ".[dev,demo,vision,vision-demo,export,serve,tensorboard]"
 	touch $@
 
 install: $(VENV)/.installed
