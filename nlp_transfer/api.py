@@ -73,13 +73,16 @@ def train(config: RunConfig | str | Path, overrides: Sequence[str] = (), *, resu
     checkpoints = config.train.checkpoint_dir or f"{config.output.dir.rstrip('/')}.checkpoints"
     check_output_folder(Path(config.output.dir), config.output.overwrite)  # before any work
     splits = load_splits(config.data)
-    result = fit_run(config, splits, resume=resume, checkpoint_dir=checkpoints)
+    # tracker files go beside the run while it trains, then into its folder (logs/) with the rest
+    logs = f"{config.output.dir.rstrip('/')}.logs" if config.train.report_to and not config.train.logging_dir else None
+    result = fit_run(config, splits, resume=resume, checkpoint_dir=checkpoints, logging_dir=logs)
     if config.model.random_init:  # the random twin: said next to the numbers, so nobody reads them as transfer
         from nlp_transfer.selection.negative_transfer import random_init_warning
 
         result = dataclasses.replace(result, warnings=[random_init_warning(config.model.name_or_path), *result.warnings])
         logger.warning("%s", result.warnings[0])
-    result = write_run(Path(config.output.dir), result, save_model=config.output.save_model, splits=splits)
+    result = write_run(Path(config.output.dir), result, save_model=config.output.save_model, splits=splits,
+                       tracker_logs=Path(logs) if logs else None)
     from nlp_transfer.training.engine import process_state
 
     if process_state().is_main_process and config.train.checkpoint_dir is None:
@@ -90,7 +93,8 @@ def train(config: RunConfig | str | Path, overrides: Sequence[str] = (), *, resu
     return result
 
 
-def fit_run(config: RunConfig, splits: Splits, *, resume: bool = False, checkpoint_dir: str | None = None) -> RunResult:
+def fit_run(config: RunConfig, splits: Splits, *, resume: bool = False, checkpoint_dir: str | None = None,
+            logging_dir: str | None = None) -> RunResult:
     """Build the classifier the config describes, fit it, and score the configured splits (no files).
 
     `train` and `compare` hand it the config `resolve` made; given an unresolved one, the fit still
@@ -98,20 +102,30 @@ def fit_run(config: RunConfig, splits: Splits, *, resume: bool = False, checkpoi
     """
     # the run's own memory: its model and fit, above what the process held before (in `compare`, the
     # earlier strategies' models and leftovers), so runs in one process do not inherit each other's
-    with PeakMemory() as peak:
-        clf = build_classifier(config)
-        started = time.perf_counter()
-        training = dataclasses.replace(config.train, checkpoint_dir=checkpoint_dir or config.train.checkpoint_dir)
-        history = clf.fit(splits.train, splits.validation, resume=resume, training=training,
-                          data=config.data.data_config())
-        fit_seconds = time.perf_counter() - started
-    final = {split: clf.evaluate(getattr(splits, split)) for split in config.eval.splits
-             if getattr(splits, split) is not None}
+    from nlp_transfer.training import tracking
+
+    # one tracker run holds the fit and the final scores; its hyperparameters are the resolved config
+    with tracking.session(dataclasses.asdict(config), project=config.run.name or "nlp_transfer"):
+        with PeakMemory() as peak:
+            clf = build_classifier(config)
+            started = time.perf_counter()
+            training = dataclasses.replace(config.train, checkpoint_dir=checkpoint_dir or config.train.checkpoint_dir,
+                                           logging_dir=logging_dir or config.train.logging_dir)
+            history = clf.fit(splits.train, splits.validation, resume=resume, training=training,
+                              data=config.data.data_config())
+            fit_seconds = time.perf_counter() - started
+        final = {split: clf.evaluate(getattr(splits, split)) for split in config.eval.splits
+                 if getattr(splits, split) is not None}
+        last_step = history.epochs[-1]["step"] if history.epochs else 0
+        tracking.log_final(clf._accelerator, final, last_step)
     for split, scores in final.items():
         logger.info("%s: %s", split, ", ".join(f"{k}={v:.4f}" for k, v in scores.items() if isinstance(v, float)))
     warnings = _baseline_warnings(final or ({"held-out": clf.metrics} if clf.metrics else {}))
     for warning in warnings:
         logger.warning("%s", warning)
+    from nlp_transfer.training.launch import launch_warnings
+
+    warnings += launch_warnings(clf._accelerator)  # logged when training started
     return RunResult(config, final, history, fit_seconds, clf.parameter_summary(), clf, peak.increase_megabytes,
                      f"{peak.kind} increase", warnings=warnings)
 
@@ -144,8 +158,10 @@ def build_classifier(config: RunConfig):
                                max_length=config.data.max_length, seed=config.train.seed)
 
 
-def write_run(path: Path, result: RunResult, *, save_model: bool, splits: Splits | None = None) -> RunResult:
-    """Write the run folder of `result` at `path` (see `runs.py` for the layout)."""
+def write_run(path: Path, result: RunResult, *, save_model: bool, splits: Splits | None = None,
+              tracker_logs: Path | None = None) -> RunResult:
+    """Write the run folder of `result` at `path` (see `runs.py` for the layout); `tracker_logs`, a
+    folder the trackers wrote during training, moves into it as ``logs/``."""
     from nlp_transfer.storage.card import model_card
     from nlp_transfer.storage.model_folder import read_metadata
     from nlp_transfer.storage.run_folder import environment, staged_run_folder, write_json, write_jsonl
@@ -157,7 +173,7 @@ def write_run(path: Path, result: RunResult, *, save_model: bool, splits: Splits
         if save_model:
             clf.save(folder / "model", merge_lora=config.output.merge_lora)
         if state.is_main_process:
-            env = environment(state.num_processes, _precision_that_ran(clf))
+            env = environment(state.num_processes, _precision_that_ran(clf), _launch_that_ran(clf))
             (folder / "config.yaml").write_text(dump_config(config), encoding="utf-8")
             write_json(folder / "metrics.json", run_metrics(result))
             write_jsonl(folder / "history.jsonl", result.history.steps)
@@ -169,6 +185,10 @@ def write_run(path: Path, result: RunResult, *, save_model: bool, splits: Splits
                 (folder / "model" / "README.md").write_text(card, encoding="utf-8")
         if config.eval.save_predictions and splits is not None:
             _write_predictions(folder, clf, splits, config, state.is_main_process)
+        if tracker_logs is not None and tracker_logs.is_dir() and state.is_main_process:
+            import shutil
+
+            shutil.move(str(tracker_logs), str(folder / "logs"))
     return dataclasses.replace(result, path=path)
 
 
@@ -181,7 +201,16 @@ def run_metrics(result: RunResult) -> dict[str, Any]:
             "train_samples_per_second": result.train_samples_per_second,
             "peak_memory_mb": result.peak_memory_mb, "memory_kind": result.memory_kind,
             "parameters": result.parameters, "mixed_precision": _precision_that_ran(result.classifier),
+            "launch": _launch_that_ran(result.classifier),
             "epochs": history.epochs, "warnings": list(result.warnings)}
+
+
+def _launch_that_ran(clf) -> dict[str, Any] | None:
+    """How the fit was launched, as the accelerator ran it (None before a fit)."""
+    from nlp_transfer.training.launch import describe_launch
+
+    accelerator = getattr(clf, "_accelerator", None)
+    return describe_launch(accelerator) if accelerator is not None and clf.training is not None else None
 
 
 def _precision_that_ran(clf) -> str | None:

@@ -1,4 +1,5 @@
-"""Run by test_resume.py under torchrun (2 processes): LoRA training with checkpoints, interrupted or resumed.
+"""Run by test_resume.py under torchrun (2 processes, on one "node" or two): LoRA training with
+checkpoints, interrupted or resumed.
 
     python -m torch.distributed.run --standalone --nproc_per_node 2 ddp_resume_worker.py MODEL CKPT MODE METRICS_OUT
 
@@ -31,7 +32,14 @@ except KeyboardInterrupt:
     print("interrupted", flush=True)
     os._exit(0)
 m = clf.evaluate(sentiment_rows(21, seed=1))
-if process_state().is_main_process:
-    json.dump(m, open(out, "w"))
+from ddp_worker import _rank_difference
+
+difference = _rank_difference(clf.model)  # every process takes part
+state = process_state()
+if state.is_main_process:
+    from nlp_transfer.training.launch import describe_launch
+
+    json.dump({"metrics": m, "rank_weight_difference": difference, "launch": describe_launch(clf._accelerator)},
+              open(out, "w"))
 del clf
 end_distributed()

@@ -273,18 +273,30 @@ def test_demo_every_strategy_beats_the_scratch_control(tmp_path):
 
 
 @pytest.mark.slow
-def test_accelerate_launch_two_processes_matches_one_process_metrics(model_dirs, data, tmp_path):
+@pytest.mark.parametrize("mode", [["--multi_gpu"], ["--use_fsdp", "--fsdp_version", "2"]], ids=["multi_gpu", "fsdp"])
+def test_accelerate_launch_two_processes_matches_one_process_metrics(model_dirs, data, tmp_path, mode):
     """`accelerate launch --multi_gpu --num_processes 2` on CPU runs two gloo processes; the metrics they
-    write must equal a single process evaluating the same saved model on the same data."""
+    write must equal a single process evaluating the same saved model on the same data. FSDP is asked
+    for too: on CPUs accelerate trains DDP instead, and the run must say so, not pass it off as FSDP."""
     out = tmp_path / "ddp"
     env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
-    command = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
+    command = [sys.executable, "-m", "accelerate.commands.launch", *mode, "--num_processes", "2",
                "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
                str(ROOT / "scripts" / "train.py"), str(TINY), *_overrides(model_dirs["bert"], data, out)]
     done = subprocess.run(command, capture_output=True, text=True, env=env, timeout=SAFETY_NET_SECONDS, cwd=ROOT)
     assert done.returncode == 0, done.stderr[-3000:]
-    assert json.loads((out / "environment.json").read_text())["processes"] == 2
-    two = json.loads((out / "metrics.json").read_text())["final"]
+    environment = json.loads((out / "environment.json").read_text())
+    assert environment["processes"] == 2
+    asked_fsdp = "--use_fsdp" in mode
+    assert environment["launch"]["distributed_type"] == "MULTI_CPU"
+    assert environment["launch"]["requested"] == (["FSDP"] if asked_fsdp else [])
+    assert environment["launch"]["num_machines"] == 1 and "fsdp" not in environment["launch"]
+    run = json.loads((out / "metrics.json").read_text())
+    assert run["launch"] == environment["launch"]
+    assert ("FSDP was requested" in done.stderr) == asked_fsdp
+    assert any("FSDP was requested" in w for w in run["warnings"]) == asked_fsdp
+    assert ("requested but not run | FSDP (trained as MULTI_CPU)" in (out / "README.md").read_text()) == asked_fsdp
+    two = run["final"]
     for split in ("validation", "test"):
         one = main_process_metrics(out, data[split])
         assert sum(map(sum, two[split]["confusion_matrix"])) == sum(map(sum, one["confusion_matrix"]))  # no duplicates

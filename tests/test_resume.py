@@ -203,19 +203,37 @@ def test_cli_run_killed_twice_and_resumed_matches_the_uninterrupted_run(model_di
 
 
 @pytest.mark.slow
-def test_two_processes_resume_to_the_same_metrics(model_dirs, tmp_path):
+def test_two_nodes_on_loopback_write_once_agree_and_resume(model_dirs, tmp_path):
+    """Two torchrun "nodes" (one process each) on 127.0.0.1, as a two-machine launch runs: the DDP
+    path of a one-machine launch, with a rendezvous across agents. Checkpoints are written once
+    (each process adds its random state), the processes' weights agree, and a run interrupted and
+    resumed on both nodes ends where an uninterrupted one does."""
+    import socket
+
     worker = Path(__file__).with_name("ddp_resume_worker.py")
 
-    def torchrun(*args: str) -> subprocess.CompletedProcess:
-        command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", str(worker), *args]
-        return subprocess.run(command, capture_output=True, text=True, env=ENV, timeout=SAFETY_NET_SECONDS)
+    def two_nodes(*args: str) -> None:
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            port = probe.getsockname()[1]
+        common = [sys.executable, "-m", "torch.distributed.run", "--nnodes", "2", "--nproc_per_node", "1",
+                  "--master_addr", "127.0.0.1", "--master_port", str(port)]
+        nodes = [subprocess.Popen([*common, "--node_rank", str(rank), str(worker), *args], stdout=subprocess.PIPE,
+                                  stderr=subprocess.PIPE, text=True, env=ENV) for rank in (0, 1)]
+        for rank, node in enumerate(nodes):
+            _, err = node.communicate(timeout=SAFETY_NET_SECONDS)
+            assert node.returncode == 0, f"node {rank}: {err[-3000:]}"
 
     model = str(model_dirs["bert"])
-    for args in ((model, str(tmp_path / "a"), "fresh", str(tmp_path / "whole.json")),
-                 (model, str(tmp_path / "b"), "interrupt", str(tmp_path / "unused.json")),
-                 (model, str(tmp_path / "b"), "resume", str(tmp_path / "resumed.json"))):
-        done = torchrun(*args)
-        assert done.returncode == 0, done.stderr[-3000:]
+    two_nodes(model, str(tmp_path / "a"), "fresh", str(tmp_path / "whole.json"))
+    two_nodes(model, str(tmp_path / "b"), "interrupt", str(tmp_path / "unused.json"))
+    newest = sorted((tmp_path / "b").glob("step-*"))[-1]
+    assert sorted(p.name for p in newest.glob("rng-*")) == ["rng-0.json", "rng-0.safetensors", "rng-1.json",
+                                                           "rng-1.safetensors"]
+    assert not list((tmp_path / "b").glob("*.tmp"))
+    two_nodes(model, str(tmp_path / "b"), "resume", str(tmp_path / "resumed.json"))
     assert not (tmp_path / "unused.json").exists()
     whole, resumed = (json.loads((tmp_path / name).read_text()) for name in ("whole.json", "resumed.json"))
-    assert resumed == whole
+    assert whole["launch"]["num_machines"] == 2 and whole["launch"]["num_processes"] == 2
+    assert whole["rank_weight_difference"] == 0.0 and resumed["rank_weight_difference"] == 0.0
+    assert resumed["metrics"] == whole["metrics"]

@@ -190,6 +190,10 @@ class Classifier:
         training, data_config = fit_settings(settings, training=training, data=data or self.data_config)
         data_config = self._check_data_config(data_config)
         resolved = resolve_training(training, self.strategy.name, self.modality)
+        if resolved.report_to:  # a missing tracker package fails now, not after the data is read
+            from nlp_transfer.training.tracking import check_trackers
+
+            check_trackers(resolved.report_to)
         if "seed" in settings or training is not None:  # a seed the caller chose redraws an untrained head
             self._seed_initialisation(resolved.seed)
         train_ex, eval_ex = self._train_and_eval_examples(train, eval_data, resolved, data_config)
@@ -204,6 +208,7 @@ class Classifier:
         # from here on the settings say what runs: the launcher may have chosen the precision
         resolved = dataclasses.replace(resolved, mixed_precision=accelerator.mixed_precision)
         set_seed(resolved.seed)
+        self._check_fits_the_launch(accelerator)
         model = self._require_model().to(accelerator.device)
         collate = self._collator(accelerator)
         cached = self.strategy.frozen_backbone and resolved.cache_features
@@ -230,11 +235,35 @@ class Classifier:
                              self._score(resolved.extra_metrics, eval_set_inputs),
                              accelerator, metric, greater_is_better(metric), checkpointer=checkpointer, resume=resume,
                              identity=self._identity(resolved, len(train_set), accelerator.num_processes),
-                             on_epoch_start=lambda epoch: self.strategy.on_epoch_start(model, epoch))
+                             on_epoch_start=lambda epoch: self.strategy.on_epoch_start(model, epoch),
+                             on_unsharded=self._adopt_unsharded, hyperparameters=self._hyperparameters(resolved))
+        from nlp_transfer.training import tracking
+
+        if not tracking.in_session():  # else the caller logs its final metrics and closes them
+            tracking.end(accelerator)
         self.training, self.history = resolved, history
         self._initial_seed = None  # trained: a later fit continues from these weights
         self.metrics = _final_metrics(history, resolved.load_best_model_at_end)
         return history
+
+    def _check_fits_the_launch(self, accelerator) -> None:
+        from nlp_transfer.training.sharding import is_sharded
+
+        # FSDP fixes which parameters train when it wraps the model; gradual unfreezing changes that
+        # every epoch (DDP is wrapped again for it; an FSDP model cannot be re-wrapped in place)
+        if self.strategy.name == "gradual" and is_sharded(accelerator):
+            raise ConfigError("strategy 'gradual' cannot run under FSDP: it unfreezes more layers each epoch, and FSDP "
+                              "fixes the trainable parameters when it shards the model. Use 'partial' (a fixed number "
+                              "of top layers) or 'full' under FSDP, or launch gradual with DDP (--multi_gpu).")
+
+    def _hyperparameters(self, settings: TrainingConfig) -> dict[str, Any]:
+        """What a tracker records of a plain `fit` (`nlp-transfer train` records its whole config)."""
+        return {"model": {"name_or_path": self.base_model, "task": self.task.name, "labels": len(self.labels or [])},
+                "strategy": self.strategy.describe(), "train": dataclasses.asdict(settings)}
+
+    def _adopt_unsharded(self, model: TransferModel) -> None:
+        """After a sharded (FSDP) fit: continue with the plain copy of the trained model, as after DDP."""
+        self.model, self.backbone = model, model.backbone
 
     def _identity(self, settings: TrainingConfig, examples: int, processes: int) -> dict[str, Any]:
         """What a checkpoint must match to be resumed by this run."""

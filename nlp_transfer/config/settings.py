@@ -73,6 +73,11 @@ class TrainingConfig:
     save_each_epoch: bool = _f(True, "With checkpoint_dir: save at the end of every epoch.")
     save_total_limit: int = _f(2, "Checkpoints kept: the newest this many, plus the best epoch's.")
     cpu: bool = _f(False, "Train on the CPU even when a GPU is present.")
+    report_to: list[str] = _f([], "Experiment trackers, through accelerate: tensorboard, trackio, mlflow, wandb, comet_ml, "
+                                  "aim, clearml, dvclive, swanlab. They get the hyperparameters, per-step loss and learning "
+                                  "rate, per-epoch metrics and the final metrics, from the main process. Default: none.")
+    logging_dir: str | None = _f(None, "Where file-based trackers (tensorboard) write. Default: the run folder's logs/ "
+                                       "under `nlp-transfer train`, ./runs for `fit`.")
     num_workers: int | None = _f(None, "DataLoader worker processes that read and preprocess examples while the model "
                                        "computes (images: decode, resize, augment). Default: images min(4, CPU cores - 1), "
                                        "text 0 (tokenised up front). Results do not depend on it.")

@@ -126,12 +126,29 @@ def _training(meta: ModelMetadata, environment: dict[str, Any] | None) -> list[s
         rows += [("max length", meta.max_length), ("pooling", f"{meta.pooling} (top {meta.pool_layers} layer(s))"),
                  ("head", meta.head.get("kind"))]
     if environment:
+        rows += _launch_rows(environment.get("launch"))
         rows += [("processes", environment.get("processes")), ("device", environment.get("device")),
                  ("torch / transformers", f"{environment['packages'].get('torch')} / {environment['packages'].get('transformers')}")]
     lines = ["## Training", "", "| setting | value |", "|---|---|", *[f"| {k} | {v} |" for k, v in rows], ""]
     if environment:
         lines += ["The full configuration is in the run's `config.yaml`; `nlp-transfer train config.yaml` repeats the run.", ""]
     return lines
+
+
+def _launch_rows(launch: dict[str, Any] | None) -> list[tuple[str, Any]]:
+    """How training was distributed, as it ran; and a request that did not run (FSDP asked on CPUs)."""
+    if not launch:
+        return []
+    ran = launch["distributed_type"]
+    rows = [("distributed", f"{ran}: {launch['num_processes']} process(es) on {launch['num_machines']} machine(s)")]
+    if launch.get("fsdp"):
+        fsdp = launch["fsdp"]
+        rows.append(("FSDP", f"version {fsdp.get('fsdp_version')}, reshard after forward {fsdp.get('reshard_after_forward')}, "
+                             f"wrap {fsdp.get('auto_wrap_policy')}"))
+    unmet = [engine for engine in launch.get("requested") or [] if engine != ran]
+    if unmet:
+        rows.append(("requested but not run", ", ".join(unmet) + f" (trained as {ran})"))
+    return rows
 
 
 def _usage(meta: ModelMetadata, repo_id: str | None) -> list[str]:

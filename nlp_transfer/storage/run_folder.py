@@ -94,8 +94,9 @@ def _plain(value: Any) -> Any:
     return str(value)
 
 
-def environment(num_processes: int, mixed_precision: str) -> dict[str, Any]:
-    """What a reader needs to reproduce the run: versions, hardware, processes, precision, command."""
+def environment(num_processes: int, mixed_precision: str, launch: dict[str, Any] | None = None) -> dict[str, Any]:
+    """What a reader needs to reproduce the run: versions, hardware, processes, precision, command,
+    and the launch as it ran (`training.launch.describe_launch`: distributed type, machines, FSDP)."""
     import torch
 
     versions = {}
@@ -116,6 +117,7 @@ def environment(num_processes: int, mixed_precision: str) -> dict[str, Any]:
         "torch_threads": torch.get_num_threads(),
         "processes": num_processes,
         "mixed_precision": mixed_precision,
+        "launch": launch,
         "command": [Path(sys.argv[0]).name, *sys.argv[1:]],
         "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }

@@ -32,6 +32,7 @@ from torch import nn
 
 from nlp_transfer.errors import ConfigError
 from nlp_transfer.storage.atomic import staged_folder
+from nlp_transfer.training.sharding import StateAccess
 
 __all__ = ["Progress", "Checkpointer", "read_progress", "training_state", "load_training_state"]
 
@@ -63,6 +64,7 @@ class Checkpointer:
         self.folder = Path(folder)
         self.accelerator = accelerator
         self.keep = keep
+        self.state = StateAccess(accelerator)
 
     def latest(self) -> Path | None:
         complete = sorted(p for p in self.folder.glob(f"{_PREFIX}*") if p.is_dir() and not p.name.endswith(".tmp")
@@ -70,11 +72,16 @@ class Checkpointer:
         return complete[-1] if complete else None
 
     def save(self, progress: Progress, model: nn.Module, optimizer, scheduler, best_state: dict | None) -> Path:
+        """Checkpoint the *prepared* `model` (DDP- or FSDP-wrapped, or plain). Every process calls:
+        each writes its random state; the main one writes the rest."""
         final = self.folder / f"{_PREFIX}{progress.step:08d}"
+        weights = moments = None
+        if self.state.sharded or self.accelerator.is_main_process:  # under FSDP gathering is a collective
+            weights, moments = self.state.snapshot(model), self.state.optimizer_state(model, optimizer)
         with self._staged(final) as staging:
             _save_rng(staging, self.accelerator.process_index)
             if self.accelerator.is_main_process:
-                _write_shared(staging, progress, model, optimizer, scheduler, best_state)
+                _write_shared(staging, progress, weights, moments, scheduler, best_state)
         if self.accelerator.is_main_process:
             self._rotate(keep_also=progress)
         self.accelerator.wait_for_everyone()
@@ -99,9 +106,11 @@ class Checkpointer:
 
         progress = read_progress(path)
         _check_identity(progress.identity, identity, path)
-        load_training_state(model, load_file(str(path / "trainable.safetensors")))
+        # every process reads the whole files (a folder every node sees); under FSDP each keeps its shard
+        self.state.restore(model, load_file(str(path / "trainable.safetensors")), main_only=False)
         groups = json.loads((path / "optimizer.json").read_text(encoding="utf-8"))
-        optimizer.load_state_dict(_unflatten_optimizer(load_file(str(path / "optimizer.safetensors")), groups))
+        moments = _unflatten_optimizer(load_file(str(path / "optimizer.safetensors")), groups)
+        self.state.load_optimizer_state(model, optimizer, moments)
         scheduler.load_state_dict(json.loads((path / "scheduler.json").read_text(encoding="utf-8")))
         _load_rng(path, self.accelerator.process_index)
         best = load_file(str(path / "best.safetensors")) if (path / "best.safetensors").is_file() else None
@@ -145,12 +154,13 @@ def load_training_state(model: nn.Module, state: dict[str, torch.Tensor]) -> Non
             tensors[name].copy_(value)
 
 
-def _write_shared(folder: Path, progress: Progress, model: nn.Module, optimizer, scheduler, best_state: dict | None) -> None:
+def _write_shared(folder: Path, progress: Progress, weights: dict[str, torch.Tensor], moments: dict[str, Any], scheduler,
+                  best_state: dict | None) -> None:
     """What one process writes for all: weights, optimizer, schedule, best state, then progress."""
     from safetensors.torch import save_file
 
-    save_file(training_state(model), str(folder / "trainable.safetensors"))
-    tensors, groups = _flatten_optimizer(optimizer.state_dict())
+    save_file(weights, str(folder / "trainable.safetensors"))
+    tensors, groups = _flatten_optimizer(moments)
     save_file(tensors, str(folder / "optimizer.safetensors"))
     _write_json(folder / "optimizer.json", groups)
     _write_json(folder / "scheduler.json", scheduler.state_dict())

@@ -19,6 +19,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from nlp_transfer.config.settings import TrainingConfig
+from nlp_transfer.training.sharding import StateAccess, meta_template
 
 if TYPE_CHECKING:
     from nlp_transfer.training.checkpoints import Progress
@@ -63,6 +64,12 @@ def make_accelerator(settings: TrainingConfig):
     precision = settings.mixed_precision or parse_choice_from_env("ACCELERATE_MIXED_PRECISION", "no")
     check_precision(precision, on_cpu)
     kwargs = dict(mixed_precision=precision, cpu=on_cpu, gradient_accumulation_steps=settings.gradient_accumulation_steps)
+    if settings.report_to:
+        from accelerate.utils import ProjectConfiguration
+
+        folder = settings.logging_dir or "runs"
+        kwargs.update(log_with=list(settings.report_to), project_config=ProjectConfiguration(project_dir=folder,
+                                                                                             logging_dir=folder))
     try:
         accelerator = Accelerator(**kwargs)
     except ValueError:
@@ -196,6 +203,8 @@ def train_loop(
     resume: bool = False,
     identity: dict[str, Any] | None = None,
     on_epoch_start: Callable[[int], bool] | None = None,
+    on_unsharded: Callable[[nn.Module], None] | None = None,
+    hyperparameters: dict[str, Any] | None = None,
 ) -> TrainingHistory:
     """Train for `settings.epochs`, evaluating after each; restores the best weights when asked.
 
@@ -204,11 +213,19 @@ def train_loop(
     optimizer as new groups (the Adam state of the others is kept) and the schedule covers them.
     With a `checkpointer`, saves after each epoch (and every `save_steps`); `resume` continues
     from its newest checkpoint exactly where it stopped (data order, random state, schedule).
+    A model that accelerate sharded (FSDP) stays sharded in place; `on_unsharded(plain)` receives a
+    plain copy with the trained weights at the end, for the caller to use from then on.
+    With ``settings.report_to``, the trackers get `hyperparameters`, the steps and the epochs
+    (`tracking`); they stay open for the caller to close (`tracking.end`).
     """
     latest = _checkpoint_to_resume(checkpointer) if resume else None  # before any work: it may refuse
     job = _Job(param_groups, eval_loader, settings, score, accelerator, metric_name, greater_is_better, checkpointer,
-               on_epoch_start or (lambda epoch: False))
+               on_epoch_start or (lambda epoch: False), on_unsharded or _no_plain_copy_wanted)
     run = _Run(job, model, train_loader)
+    if settings.report_to:
+        from nlp_transfer.training import tracking
+
+        tracking.start(accelerator, hyperparameters or {"train": {k: getattr(settings, k) for k in settings.__dataclass_fields__}})
     restore_rng = run.start(latest, identity or {})
     started = time.perf_counter()
     for epoch in range(run.progress.epoch, settings.epochs + 1):
@@ -235,6 +252,7 @@ class _Job:
     greater_is_better: bool
     checkpointer: Any
     on_epoch_start: Callable[[int], bool]
+    on_unsharded: Callable[[nn.Module], None]
 
 
 class _Run:
@@ -248,6 +266,9 @@ class _Run:
         accelerator, settings = job.accelerator, job.settings
         self.job = job
         self.sampler = train_loader.batch_sampler  # ours, taken before accelerate wraps the loader
+        self.state = StateAccess(accelerator)
+        # FSDP shards the model in place and forbids copies after; keep its shape to rebuild it plain
+        self.template = meta_template(model) if self.state.sharded else None
         job.on_epoch_start(1)
         optimizer = _adamw(job.param_groups())
         self.model, self.optimizer, self.train_loader = accelerator.prepare(model, optimizer, train_loader)
@@ -273,7 +294,7 @@ class _Run:
             best_state, restore_rng = self._resume(latest, identity)
         job = self.job
         self.tracker = _BestTracker(job.metric_name, job.greater_is_better, job.settings.early_stopping_patience,
-                                    self.progress, best_state)
+                                    self.progress, self.state, best_state)
         return restore_rng
 
     def _resume(self, latest, identity: dict[str, Any]):
@@ -287,7 +308,7 @@ class _Run:
         # best state already holds the weights unfrozen since the best epoch.)
         if any([self._grow(epoch) for epoch in range(2, _started_epoch(latest) + 1)]):  # a list: every epoch replays
             self.model = _rewrap(self.job.accelerator, self.model)
-        self.progress, best_state = checkpointer.load(latest, self.unwrapped, self.optimizer, self.scheduler, identity)
+        self.progress, best_state = checkpointer.load(latest, self.model, self.optimizer, self.scheduler, identity)
         logger.info("Resuming from %s: epoch %d, %d batches into it, optimizer step %d.", latest, self.progress.epoch,
                     self.progress.batches_done, self.progress.step)
         restore = lambda: _load_rng(latest, checkpointer.accelerator.process_index)  # noqa: E731
@@ -315,6 +336,12 @@ class _Run:
             self._evaluate(epoch, row)
         row["step"] = progress.step
         progress.epochs.append(row)
+        if job.settings.report_to:
+            from nlp_transfer.training import tracking
+
+            tracking.log(job.accelerator, {"epoch": epoch, "train/epoch_loss": row["train_loss"],
+                                           **{f"eval/{k[5:]}": v for k, v in row.items() if k.startswith("eval_")}},
+                         progress.step)
         progress.epoch, progress.batches_done = epoch + 1, 0
         progress.epoch_sums = _fresh_sums()
         if job.settings.save_each_epoch:
@@ -340,24 +367,32 @@ class _Run:
         outputs, targets = run_inference(lambda b: model(**_inputs(b))["logits"], job.eval_loader, job.accelerator,
                                          "Evaluating")
         row.update({f"eval_{k}": v for k, v in job.score(outputs, targets).items()})
-        improved = self.tracker.update(row[f"eval_{job.metric_name}"], epoch, self.unwrapped, row.get("eval_loss"))
+        improved = self.tracker.update(row[f"eval_{job.metric_name}"], epoch, self.model, row.get("eval_loss"))
         logger.info("epoch %d: %s%s", epoch, _short(row), " (best so far)" if improved else "")
 
     def save(self) -> None:
         if self.job.checkpointer is not None:
-            self.job.checkpointer.save(self.progress, self.unwrapped, self.optimizer, self.scheduler,
+            self.job.checkpointer.save(self.progress, self.model, self.optimizer, self.scheduler,
                                        self.tracker.best_state)
 
     def finish(self, seconds: float) -> TrainingHistory:
         """Restore the best epoch's weights when asked, let go of the wrappers, and report."""
         job, progress, tracker = self.job, self.progress, self.tracker
         if job.settings.load_best_model_at_end and tracker.best_state is not None:
-            tracker.restore(self.unwrapped)
+            tracker.restore(self.model)
             logger.info("Restored the weights of epoch %d (%s=%.4f).", progress.best_epoch, job.metric_name,
                         progress.best)
+        if self.template is not None:  # sharded: hand back plain weights, as a DDP run leaves them
+            from nlp_transfer.training.sharding import unsharded_copy
+
+            job.on_unsharded(unsharded_copy(self.template, self.model, job.accelerator.device))
         job.accelerator.free_memory()  # drop the DDP wrapper before anyone tears the process group down
         return TrainingHistory(progress.epochs, progress.steps, job.metric_name if job.eval_loader is not None else None,
                                progress.best_epoch, progress.best, seconds, tracker.should_stop)
+
+
+def _no_plain_copy_wanted(model: nn.Module) -> None:
+    raise RuntimeError("internal error: a sharded (FSDP) run needs on_unsharded to hand its weights back")
 
 
 def _schedule(settings: TrainingConfig, optimizer, total_steps: int, processes: int):
@@ -483,6 +518,12 @@ def _train_epoch(model, loader, optimizer, scheduler, settings, accelerator, pro
         if progress.step % settings.logging_steps == 0:
             rate = samples_now * accelerator.num_processes / (time.perf_counter() - started)
             bar.set_postfix(loss=f"{_log_window(progress, scheduler, rate):.4f}")
+            if settings.report_to:
+                from nlp_transfer.training import tracking
+
+                last = progress.steps[-1]
+                tracking.log(accelerator, {"train/loss": last["loss"], "train/learning_rate": last["learning_rate"],
+                                           "train/samples_per_second": rate}, progress.step)
         if on_save is not None and progress.step % settings.save_steps == 0:
             on_save()
     if restore_rng is not None:  # saved after the epoch's last batch: nothing was left to iterate
@@ -526,9 +567,10 @@ class _BestTracker:
     """
 
     def __init__(self, metric: str, greater_is_better: bool, patience: int | None, progress: Progress,
-                 best_state: dict[str, torch.Tensor] | None = None) -> None:
+                 state: StateAccess, best_state: dict[str, torch.Tensor] | None = None) -> None:
         self.metric, self.greater, self.patience = metric, greater_is_better, patience
         self.progress = progress
+        self.state = state
         self.best_state = best_state
         self._warned_nan = False
 
@@ -536,8 +578,6 @@ class _BestTracker:
         """Record one evaluation; True when it is the best so far: a better metric, or an equal one
         with a lower evaluation loss (49 held-out photos give accuracy in steps of 2%: many epochs tie,
         and the first of them is rarely the best model)."""
-        from nlp_transfer.training.checkpoints import training_state
-
         record = self.progress
         if math.isnan(value):  # never "best": a NaN compares false with everything and would pin the choice
             if not self._warned_nan:
@@ -552,7 +592,7 @@ class _BestTracker:
                            and record.best_loss is not None and loss < record.best_loss)
         if better or tied_lower_loss:
             record.best, record.best_loss, record.best_epoch = float(value), loss, epoch
-            self.best_state = training_state(model)
+            self.best_state = self.state.snapshot(model)  # under FSDP: every process gathers, the main one keeps
         if better:
             record.stale = 0
         else:  # a tie is no progress for early stopping, even when its weights are kept
@@ -573,22 +613,27 @@ class _BestTracker:
         return self.patience is not None and self.progress.stale >= self.patience
 
     def restore(self, model: nn.Module) -> None:
-        from nlp_transfer.training.checkpoints import load_training_state
-
-        load_training_state(model, self.best_state)
+        """Put the best epoch's state back into the prepared `model` (collective under FSDP)."""
+        self.state.restore(model, self.best_state, main_only=self.state.sharded)
 
 
 def _log_banner(model, train_loader, eval_loader, settings, accelerator, total_steps) -> None:
+    from nlp_transfer.training.launch import describe_launch, launch_warnings
+
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     everything = sum(p.numel() for p in model.parameters())
+    launch = describe_launch(accelerator)
+    for warning in launch_warnings(accelerator):
+        logger.warning("%s", warning)
     logger.info(
         "Training: %d examples%s, %d epochs, batch %d per device x %d process(es) x %d accumulation = %d per step, "
-        "%d optimizer steps, trainable parameters %s of %s (%.2f%%), device %s, precision %s.",
+        "%d optimizer steps, trainable parameters %s of %s (%.2f%%), %s on %d machine(s)%s, device %s, precision %s.",
         len(train_loader.dataset), f" ({len(eval_loader.dataset)} for evaluation)" if eval_loader is not None else "",
         settings.epochs, settings.batch_size, accelerator.num_processes, settings.gradient_accumulation_steps,
         settings.batch_size * accelerator.num_processes * settings.gradient_accumulation_steps, total_steps,
-        f"{trainable:,}", f"{everything:,}", 100.0 * trainable / max(everything, 1), accelerator.device,
-        accelerator.mixed_precision)
+        f"{trainable:,}", f"{everything:,}", 100.0 * trainable / max(everything, 1), launch["distributed_type"],
+        launch["num_machines"], f" (FSDP v{launch['fsdp']['fsdp_version']})" if "fsdp" in launch else "",
+        accelerator.device, accelerator.mixed_precision)
 
 
 def _short(row: dict[str, Any]) -> str:
