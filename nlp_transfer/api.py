@@ -20,9 +20,11 @@ from typing import Any
 
 from nlp_transfer.config.run import RunConfig, dump_config, load_config, resolve, with_overrides
 from nlp_transfer.data.sources import Splits, load_splits
+from nlp_transfer.data.streams import DEFAULT_CHUNK_SIZE
 from nlp_transfer.training.memory import PeakMemory
 
 __all__ = ["RunResult", "train", "fit_run", "build_classifier", "write_run", "push_run", "load_model", "evaluate", "predict", "iter_predictions",
+           "write_predictions",
            "as_config"]
 
 logger = logging.getLogger(__name__)
@@ -280,33 +282,137 @@ def evaluate(run_or_model: str | Path, data: Any, **data_settings: Any) -> dict[
     return clf.evaluate(resolve_data(data) if isinstance(data, str) else data, **data_settings)
 
 
-def predict(run_or_model: str | Path | Any, inputs: Any, **data_settings: Any) -> list[dict[str, Any]]:
+def predict(run_or_model: str | Path | Any, inputs: Any, *, chunk_size: int = DEFAULT_CHUNK_SIZE,
+            **data_settings: Any) -> list[dict[str, Any]]:
     """One dict per input: the text(s) or image path, the prediction and, for classification, each label's
     probability; for tagging, the text (or ``tokens``), its ``words``, their ``tags`` and the ``entities``.
 
     `inputs`: texts or images (tagging: also lists of words), or a data source (a file,
-    ``support_intents:test``, an image folder).
+    ``support_intents:test``, an image folder, a `datasets.Dataset` or `IterableDataset`). Read and
+    run `chunk_size` inputs at a time (`iter_predictions`); only the returned rows grow with the input.
     """
-    clf = load_model(run_or_model) if isinstance(run_or_model, (str, Path)) else run_or_model
-    columns = dataclasses.replace(clf.data_config, **data_settings) if data_settings else clf.data_config
-    clf.data_config = columns
-    return _prediction_rows(clf, _inputs_of(clf, inputs, "predict"))
+    return [row for rows in iter_predictions(run_or_model, inputs, chunk_size=chunk_size, **data_settings)
+            for row in rows]
 
 
-def iter_predictions(run_or_model: str | Path | Any, inputs: Any, *, chunk_size: int = 1000,
+def iter_predictions(run_or_model: str | Path | Any, inputs: Any, *, chunk_size: int = DEFAULT_CHUNK_SIZE,
                      **data_settings: Any) -> Iterator[list[dict[str, Any]]]:
-    """`predict`, chunk by chunk (rows in input order): what writes a file's predictions as they come."""
+    """`predict`, chunk by chunk: the rows of each `chunk_size` inputs, in input order, as they are predicted.
+
+    The source is read lazily (JSONL line by line, CSV in chunks, parquet by record batches, a
+    `datasets.Dataset` by slices, an `IterableDataset` or a generator as a stream), so memory is
+    that of one chunk however long the input. A missing column or an empty text fails on the first
+    chunk, before the model runs. Image folders and CoNLL files are listed whole (paths and words).
+
+        for rows in iter_predictions("runs/sst2", "big.jsonl", chunk_size=4096):
+            ...
+    """
+    from nlp_transfer.data.streams import check_chunk_size
+
+    check_chunk_size(chunk_size)
     clf = load_model(run_or_model) if isinstance(run_or_model, (str, Path)) else run_or_model
     if data_settings:
         clf.data_config = dataclasses.replace(clf.data_config, **data_settings)
-    examples = _inputs_of(clf, inputs, "predict")
-    for start in range(0, len(examples), chunk_size):
-        yield _prediction_rows(clf, examples[start : start + chunk_size])
+    return _prediction_chunks(clf, _input_chunks(clf, inputs, "predict", chunk_size))
+
+
+def write_predictions(run_or_model: str | Path | Any, inputs: Any, output: str | Path, *,
+                      chunk_size: int = DEFAULT_CHUNK_SIZE, progress: bool = False, **data_settings: Any) -> int:
+    """Predict on `inputs` (as `iter_predictions`) and write the rows to `output` chunk by chunk, in the
+    format its suffix names (.jsonl, .csv with a ``prob_<label>`` column per label, .parquet); returns
+    how many rows were written.
+
+    The rows go to a temporary file beside `output`, renamed to it once complete: an interrupted run
+    (Ctrl-C, a crash, a bad row halfway) leaves no file that looks complete, and an older `output`
+    stays as it was. ``progress=True`` shows rows/s on stderr (main process only).
+
+        write_predictions("runs/sst2", "big.jsonl", "predictions.parquet")
+    """
+    from tqdm.auto import tqdm
+
+    from nlp_transfer.data.prediction_files import prediction_format, prediction_writer
+    from nlp_transfer.storage.atomic import staged_file
+    from nlp_transfer.training.engine import process_state
+
+    output = Path(output)
+    prediction_format(output)  # an unknown file type fails before the model loads
+    chunks = iter_predictions(run_or_model, inputs, chunk_size=chunk_size, **data_settings)
+    if not process_state().is_main_process:  # every process runs the model (outputs are gathered); one writes
+        return sum(len(rows) for rows in chunks)
+    with staged_file(output) as staging, prediction_writer(output, staging) as writer, \
+            tqdm(desc=f"Predicting {output.name}", unit=" rows", disable=not progress, leave=False) as bar:
+        for rows in chunks:
+            writer.write(rows)
+            bar.update(len(rows))
+        _as_readable_as_any_file(staging)
+    logger.info("%d predictions written to %s", writer.rows, output)
+    return writer.rows
+
+
+def _as_readable_as_any_file(path: Path) -> None:
+    """The staging file is private (mkstemp's 0600); the predictions file gets the umask's permissions."""
+    import os
+
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(path, 0o666 & ~umask)
+
+
+def _prediction_chunks(clf, chunks: Iterator[list[Any]]) -> Iterator[list[dict[str, Any]]]:
+    from nlp_transfer.data.streams import in_chunk
+    from nlp_transfer.errors import DataError
+
+    first = 0
+    for inputs in chunks:
+        try:
+            rows = _prediction_rows(clf, inputs, first)
+        except DataError as error:  # e.g. an empty text: its row number is the chunk's
+            if not first:
+                raise
+            raise in_chunk(error, first) from error
+        yield rows
+        first += len(inputs)
+
+
+def _input_chunks(clf, source: Any, where: str, size: int) -> Iterator[list[Any]]:
+    """The inputs to predict on, `size` at a time (see `_inputs_of`); a data source named by a string is
+    found now, so a missing file fails when `iter_predictions` is called."""
+    from nlp_transfer.data.sources import resolve_data
+    from nlp_transfer.data.streams import row_chunks, streams
+
+    if isinstance(source, str) and _names_a_source(clf, source):
+        source = resolve_data(source, where)
+    if clf.modality != "vision" and streams(source):
+        return (_chunk_inputs(clf, items, where) for items in row_chunks(source, where, size))
+    examples = _inputs_of(clf, source, where)  # image folders and image tables, CoNLL files: read whole
+    return (examples[start : start + size] for start in range(0, len(examples), size))
+
+
+def _names_a_source(clf, text: str) -> bool:
+    """Whether a string given as `inputs` names data (a file, ``support_intents:test``) rather than one image."""
+    if clf.modality == "vision":
+        from nlp_transfer.data.images import looks_like_image
+
+        return not looks_like_image(text)
+    return True  # text and tagging: texts come as a list
+
+
+def _chunk_inputs(clf, items: list[Any], where: str) -> list[Any]:
+    """One chunk of a streamed source as `_prediction_rows` takes it: row dicts for text, texts or
+    lists of words for tagging."""
+    if clf.task.name == "token_classification":
+        if all(isinstance(item, (str, list, tuple)) for item in items):
+            return list(items)
+        from nlp_transfer.data.tagging import TaggedSentences
+
+        return TaggedSentences.from_source(items, clf.data_config, where, need_labels=False).tokens
+    return [_text_row(clf, item, where) for item in items]
 
 
 def _inputs_of(clf, source: Any, where: str) -> list[Any]:
-    """The examples to predict on, as a list: row dicts for text, images (paths, arrays) for vision,
-    texts or lists of words for tagging."""
+    """The examples to predict on, read whole, as a list: row dicts for text, images (paths, arrays) for
+    vision, texts or lists of words for tagging. For what `_input_chunks` cannot stream (image
+    folders and tables, CoNLL files) and the run folder's predictions of its splits."""
     from nlp_transfer.data.sources import resolve_data
 
     if clf.task.name == "token_classification":
@@ -356,7 +462,8 @@ def _read_rows(source: Any, where: str) -> list[dict[str, Any]]:
     return [dict(zip(table, values)) for values in zip(*table.values())]
 
 
-def _prediction_rows(clf, inputs: list[Any]) -> list[dict[str, Any]]:
+def _prediction_rows(clf, inputs: list[Any], first: int = 0) -> list[dict[str, Any]]:
+    """The predictions of `inputs`, whose first is row `first` of the source (images in memory are named by row)."""
     if clf.task.name == "token_classification":  # per input: its words and tags, and the entities they make
         entities, probabilities = clf.predict_with_scores(inputs)
         rows = []
@@ -372,7 +479,7 @@ def _prediction_rows(clf, inputs: list[Any]) -> list[dict[str, Any]]:
         if isinstance(example, dict):  # a text row: echo its text columns
             item = {c: example[c] for c in (columns.text_column, columns.text_pair_column) if c and c in example}
         else:  # an image: echo its path (or its position, for an image in memory)
-            item = {columns.image_column: str(example) if isinstance(example, (str, Path)) else i}
+            item = {columns.image_column: str(example) if isinstance(example, (str, Path)) else first + i}
         item["prediction"] = predicted[i]
         if scores is not None:
             item["probabilities"] = {str(label): round(float(p), 6) for label, p in zip(clf.labels, scores[i])}

@@ -45,7 +45,8 @@ _EXAMPLES = {
   nlp-transfer evaluate runs/demo --data support_intents:test --output scores.json""",
     "predict": """examples:
   nlp-transfer predict runs/demo --text "where is my parcel" --text "I was charged twice"
-  nlp-transfer predict runs/minilm-intents-lora --data new.csv --output predictions.jsonl""",
+  nlp-transfer predict runs/minilm-intents-lora --data new.csv --output predictions.jsonl
+  nlp-transfer predict runs/minilm-intents-lora --data big.jsonl --output predictions.parquet --chunk-size 4096""",
     "show-config": """examples:
   nlp-transfer show-config --defaults
   nlp-transfer show-config configs/offline/minilm-intents-lora.yaml train.epochs=5""",
@@ -146,7 +147,13 @@ def _parser() -> argparse.ArgumentParser:
     source.add_argument("--data", help="file with a text (or image path) column, or a folder of images")
     source.add_argument("--text", action="append", help="a text to classify (repeatable)")
     source.add_argument("--image", action="append", help="an image file to classify (repeatable)")
-    sub.add_argument("--output", help="JSONL file to write (default: print JSONL)")
+    sub.add_argument("--output", help="file to write, by its suffix: .jsonl, .csv (a prob_<label> column per label) or "
+                                      ".parquet; it appears only once complete (default: print JSONL)")
+    from nlp_transfer.data.streams import DEFAULT_CHUNK_SIZE
+
+    sub.add_argument("--chunk-size", type=int, default=DEFAULT_CHUNK_SIZE,
+                     help="rows read, tokenised and written at a time; memory follows it, not the file's size "
+                          f"(default: {DEFAULT_CHUNK_SIZE})")
     _column_options(sub, labels=False)
 
     sub = command("show-config", "Print a resolved config as YAML, or every setting with its help.", _show_config)
@@ -297,20 +304,19 @@ def _evaluate(args: argparse.Namespace) -> int:
 
 def _predict(args: argparse.Namespace) -> int:
     _quiet_loading()
-    from nlp_transfer.api import iter_predictions, load_model
+    from nlp_transfer.api import iter_predictions, load_model, write_predictions
+    from nlp_transfer.data.prediction_files import prediction_format
 
+    if args.output:
+        prediction_format(Path(args.output))  # an unknown file type fails before the model loads
     clf = load_model(args.model)
-    chunks = iter_predictions(clf, args.data or args.text or args.image, **_columns(args))
+    source = args.data or args.text or args.image
     if args.output:  # written chunk by chunk into a staging file: the output appears only when complete
-        from nlp_transfer.storage.atomic import staged_file
-
-        count = 0
-        with staged_file(Path(args.output)) as staging, staging.open("w", encoding="utf-8") as handle:
-            for rows in chunks:
-                handle.writelines(json.dumps(row, ensure_ascii=False) + "\n" for row in rows)
-                count += len(rows)
+        count = write_predictions(clf, source, args.output, chunk_size=args.chunk_size, progress=True, **_columns(args))
         print(f"{count} predictions written to {args.output}")
-    elif args.text and clf.task.name == "token_classification":
+        return 0
+    chunks = iter_predictions(clf, source, chunk_size=args.chunk_size, **_columns(args))
+    if args.text and clf.task.name == "token_classification":
         for rows in chunks:
             print("\n".join(_entities_text(row) for row in rows))
     else:

@@ -22,6 +22,7 @@ from nlp_transfer.config.keywords import ModelSettings, fit_settings
 from nlp_transfer.config.run import ModelSection
 from nlp_transfer.config.settings import DataConfig, TrainingConfig, build, check_threshold, resolve_training
 from nlp_transfer.data.batching import FeatureCollator, LengthGroupedBatchSampler, SortedBatchSampler
+from nlp_transfer.data.streams import DEFAULT_CHUNK_SIZE
 from nlp_transfer.errors import ConfigError, DataError, ModelLoadError, NLPTransferError, did_you_mean
 from nlp_transfer.modeling.heads import ClassificationHead, HeadConfig
 from nlp_transfer.modeling.transfer_model import TransferModel
@@ -42,6 +43,8 @@ class Classifier:
     """
 
     modality: str  # "text" or "vision": the subclass's data, and which strategy defaults apply
+    # rows that predict / evaluate read and tokenise at once: memory is bounded by it, not by the input
+    chunk_size: int = DEFAULT_CHUNK_SIZE
 
     def __init__(self, backbone: torch.nn.Module, strategy: Strategy, task: Task, *, labels: list[Any] | None,
                  num_labels: int | None, head_options: dict[str, Any], threshold: float, seed: int,
@@ -274,13 +277,21 @@ class Classifier:
                 "processes": processes}
 
     def evaluate(self, data: Any, **data_settings: Any) -> dict[str, Any]:
-        """Loss and metrics (and a confusion matrix for single-label tasks) on labelled data."""
+        """Loss and metrics (and a confusion matrix for single-label tasks) on labelled data.
+
+        Read and run `chunk_size` rows at a time (files and an `IterableDataset` stream): only the
+        outputs and targets of every row are kept until the scores, never their tokens.
+        """
         config = build(DataConfig, {**_fields_of(self.data_config), **data_settings}, source="evaluate")
         config = self._check_data_config(config)
-        examples = self._examples(data, config, "data", need_labels=True)
-        targets = self._targets(examples.labels, "data")
-        dataset = self._evaluation_dataset(examples, targets, config)
-        outputs, targets = self._logits(dataset)
+        chunks, first = [], None
+        for examples in self._example_chunks(data, config, "data", need_labels=True):
+            dataset = self._evaluation_dataset(examples, self._targets(examples.labels, "data"), config)
+            outputs, targets = self._logits(dataset)
+            first = first or (dataset, outputs, targets)
+            chunks.append(_per_example(dataset, outputs, targets))
+        # one chunk is scored as one dataset, exactly as before chunking
+        dataset, outputs, targets = first if len(chunks) == 1 else _joined(chunks)
         scores = self._score(self.training.extra_metrics if self.training else [], dataset)(outputs, targets)
         if self.task.name == "regression":
             _warn_if_constant(self._user_units(outputs), self._user_units(targets))
@@ -317,7 +328,12 @@ class Classifier:
         return encoded
 
     def predict(self, inputs: Any) -> list[Any]:
-        """Labels (single-label), lists of labels (multi-label) or numbers (regression), in input order."""
+        """Labels (single-label), lists of labels (multi-label) or numbers (regression), in input order.
+
+        Inputs are tokenised and run `chunk_size` rows at a time, so a million texts (or a file, or
+        an `IterableDataset`) need the memory of one chunk plus the returned labels. To write
+        predictions of a large file as they come, use `nlp_transfer.api.write_predictions`.
+        """
         return self.predict_with_scores(inputs)[0]
 
     def predict_with_scores(self, inputs: Any) -> tuple[list[Any], np.ndarray | None]:
@@ -696,14 +712,56 @@ class Classifier:
         workers = self._workers(settings, len(dataset), settings.eval_batch_size)
         loader = self._eval_loader(dataset, settings.eval_batch_size, self._collator(accelerator), workers)
         forward = lambda batch: model(**{k: v for k, v in batch.items() if k != "labels"})["logits"]  # noqa: E731
-        return run_inference(forward, loader, accelerator)
+        prepared = getattr(accelerator, "_dataloaders", None)
+        kept = len(prepared) if prepared is not None else 0
+        try:
+            return run_inference(forward, loader, accelerator)
+        finally:
+            # accelerate keeps every loader it prepares (for save_state): one per chunk of predict would
+            # keep every chunk's tokens alive, and memory would grow with the input after all
+            if prepared is not None:
+                del prepared[kept:]
 
     def _predict_logits(self, inputs: Any) -> np.ndarray:
         self._require_model()
         if self.labels is None and self.task.name != "regression":
             raise NLPTransferError("The model has no labels yet; call fit first.")
-        examples = self._examples(inputs, self.data_config, "inputs", need_labels=False)
-        return self._user_units(self._logits(self._dataset(examples, None))[0])
+        chunks = [self._user_units(self._logits(self._dataset(examples, None))[0])
+                  for examples in self._example_chunks(inputs, self.data_config, "inputs", need_labels=False)]
+        return chunks[0] if len(chunks) == 1 else np.concatenate(chunks)
+
+    def _example_chunks(self, source: Any, config: DataConfig, where: str, need_labels: bool):
+        """The examples of `source`, at most `chunk_size` at a time, in order.
+
+        Sources `data/streams.py` reads lazily (table files, datasets, lists, iterators) are read a
+        chunk at a time; the rest (image folders, CoNLL files, one text) are read whole by `_examples`
+        and cut. Vision tables are read whole too: their relative image paths are resolved against
+        the file's folder, which rows alone do not know (a row holds only a path, so this stays small).
+        """
+        from nlp_transfer.data.streams import check_chunk_size, in_chunk, row_chunks, streams
+
+        size = check_chunk_size(self.chunk_size)
+        if self.modality != "vision" and streams(source):
+            first = 0
+            for rows in row_chunks(source, where, size):
+                yield self._chunk_examples(rows, config, where, need_labels, first)
+                first += len(rows)
+            return
+        examples = self._examples(source, config, where, need_labels)
+        if len(examples) <= size:
+            yield examples
+            return
+        for start in range(0, len(examples), size):
+            yield examples.take(range(start, min(start + size, len(examples))))
+
+    def _chunk_examples(self, rows: list[Any], config: DataConfig, where: str, need_labels: bool, first: int):
+        """`_examples` of one chunk; its errors say where the chunk starts (their row numbers count from there)."""
+        try:
+            return self._examples(rows, config, where, need_labels)
+        except DataError as error:
+            if not first:
+                raise
+            raise in_chunk(error, first) from error
 
     # ----------------------------------------------------------------- modality hooks
     @classmethod
@@ -778,6 +836,33 @@ class Classifier:
 
     def _collator(self, accelerator):
         raise NotImplementedError
+
+
+class _PerSentence:
+    """Stands for the evaluation datasets of several chunks once their window outputs are regrouped
+    per sentence (`_joined`): each output is already one sentence's."""
+
+    @staticmethod
+    def sentence_outputs(outputs: list[np.ndarray]) -> list[np.ndarray]:
+        return list(outputs)
+
+
+def _per_example(dataset: Any, outputs: Any, targets: Any) -> tuple[Any, Any]:
+    """A chunk's outputs and targets, one per example: outputs per position (tagging's windows, whose
+    chunk datasets are not kept) regrouped per sentence; arrays as they are."""
+    if isinstance(outputs, list):
+        return dataset.sentence_outputs(outputs), dataset.sentence_outputs(targets)
+    return outputs, targets
+
+
+def _joined(chunks: list[tuple[Any, Any]]) -> tuple[Any, Any, Any]:
+    """The per-example outputs and targets of every chunk as those of one dataset (what `_score` takes).
+    Per-sentence outputs score the same words as their windows did (only each window's own words
+    carry targets), so the scores are those of one pass over all the data."""
+    if isinstance(chunks[0][0], list):
+        return (_PerSentence(), [row for outputs, _ in chunks for row in outputs],
+                [row for _, targets in chunks for row in targets])
+    return None, np.concatenate([outputs for outputs, _ in chunks]), np.concatenate([targets for _, targets in chunks])
 
 
 def _final_metrics(history: TrainingHistory, restored_best: bool) -> dict[str, Any] | None:

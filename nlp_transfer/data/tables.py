@@ -25,6 +25,9 @@ from nlp_transfer.errors import DataError
 __all__ = [
     "read_table",
     "looks_like_data_file",
+    "table_file_kind",
+    "label_names",
+    "plain_value",
     "TextColumns",
     "split_validation",
 ]
@@ -70,10 +73,17 @@ def read_table(source: Any, where: str) -> dict[str, list[Any]]:
 
 
 def _dataset_columns(dataset: Any) -> dict[str, list[Any]]:
-    """Columns of a `datasets.Dataset`; ClassLabel ids become their names (-1, "no label", becomes None),
-    also inside list columns (`Sequence(ClassLabel)`, e.g. one NER tag per word)."""
-    columns = {name: list(values) for name, values in dataset.to_dict().items()}
-    for name, feature in (getattr(dataset, "features", None) or {}).items():
+    """Columns of a `datasets.Dataset`, with label names (`label_names`)."""
+    return label_names(dataset.to_dict(), getattr(dataset, "features", None))
+
+
+def label_names(columns: dict[str, Any], features: Any) -> dict[str, list[Any]]:
+    """Columns (of a dataset, or a slice of one) with ClassLabel ids as their names (-1, "no label",
+    becomes None), also inside list columns (`Sequence(ClassLabel)`, e.g. one NER tag per word)."""
+    columns = {name: list(values) for name, values in columns.items()}
+    for name, feature in (features or {}).items():
+        if name not in columns:
+            continue
         if _is_class_label(feature):
             columns[name] = [_label_name(feature, v) for v in columns[name]]
             continue
@@ -102,14 +112,23 @@ def _list_item_feature(feature: Any) -> Any:
     return None
 
 
+def table_file_kind(path: Path, where: str | None = None) -> str | None:
+    """The reader of a data file by its suffix ("csv", "jsonl", ...). Without `where`, None for a
+    suffix we do not read; with it, a DataError for that and for a file that does not exist."""
+    kind = _READERS.get(Path(path).suffix.lower())
+    if where is None:
+        return kind
+    if not Path(path).is_file():
+        raise DataError(f"{where}: data file {str(path)!r} does not exist.")
+    if kind is None:
+        raise DataError(f"{where}: cannot read {Path(path).name!r}; supported file types: {', '.join(_READERS)}.")
+    return kind
+
+
 def _read_file(path: Path, where: str) -> dict[str, list[Any]]:
     import pandas as pd
 
-    if not path.is_file():
-        raise DataError(f"{where}: data file {str(path)!r} does not exist.")
-    kind = _READERS.get(path.suffix.lower())
-    if kind is None:
-        raise DataError(f"{where}: cannot read {path.name!r}; supported file types: {', '.join(_READERS)}.")
+    kind = table_file_kind(path, where)
     try:
         if kind in ("csv", "tsv"):
             frame = pd.read_csv(path, sep="," if kind == "csv" else "\t", keep_default_na=False, na_values=[""])
@@ -144,6 +163,11 @@ def _read_jsonl(path: Path, where: str) -> dict[str, list[Any]]:
 
 def _is_nan(value: Any) -> bool:
     return isinstance(value, float) and math.isnan(value)
+
+
+def plain_value(value: Any) -> Any:
+    """A cell as the checks understand it: pandas' NaN for an empty cell becomes None."""
+    return None if _is_nan(value) else value
 
 
 @dataclass(frozen=True)
