@@ -18,6 +18,10 @@
     from nlp_transfer import rank_backbones                    # which pretrained model? before training any
     print(rank_backbones("train.jsonl", ["bert-base-uncased", "roberta-base@mean"]).table())
 
+    from nlp_transfer import write_predictions, load_model    # deployment: stream a big file, serve an export
+    write_predictions("runs/my-run", "big.jsonl", "predictions.parquet")
+    clf.export("exports/my-run", quantize="int8", validation="dev.jsonl"); load_model("exports/my-run").predict(["hi"])
+
 Importing the package is cheap: torch and transformers load on first use of a public name.
 """
 
@@ -41,6 +45,9 @@ __all__ = [
     "Ranking",
     "evaluate",
     "predict",
+    "write_predictions",
+    "load_model",
+    "OnnxClassifier",
     "TrainingConfig",
     "DataConfig",
     "TrainingHistory",
@@ -67,6 +74,9 @@ _LAZY = {
     "Ranking": ".selection.ranking",
     "evaluate": ".api",
     "predict": ".api",
+    "write_predictions": ".api",
+    "load_model": ".api",
+    "OnnxClassifier": ".export.runtime",
     "TrainingConfig": ".config.settings",
     "DataConfig": ".config.settings",
     "TrainingHistory": ".training.engine",

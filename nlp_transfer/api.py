@@ -254,11 +254,17 @@ def push_run(run_or_model: str | Path, repo_id: str, *, private: bool = False, t
                            card=extra)
 
 
-def load_model(run_or_model: str | Path):
-    """The classifier saved in a run folder (or in a model folder), text or vision."""
+def load_model(run_or_model: str | Path, *, precision: str = "auto"):
+    """The classifier saved in a run folder (or in a model folder), text or vision; for a folder
+    `Classifier.export` wrote, an `OnnxClassifier` (`precision`: "auto", "fp32" or "int8")."""
+    from nlp_transfer.export.manifest import is_onnx_export
     from nlp_transfer.storage.model_folder import read_metadata
     from nlp_transfer.storage.run_folder import find_model_folder
 
+    if is_onnx_export(run_or_model):
+        from nlp_transfer.export.runtime import OnnxClassifier
+
+        return OnnxClassifier.load(run_or_model, precision=precision)
     folder = find_model_folder(run_or_model)
     meta = read_metadata(folder)
     if meta.modality == "vision":

@@ -8,6 +8,8 @@
     nlp-transfer rank configs/offline/minilm-intents-full.yaml --candidates sentence-transformers/all-MiniLM-L6-v2,sentence-transformers/all-MiniLM-L6-v2@layers=2
     nlp-transfer show-config configs/offline/minilm-intents-lora.yaml strategy.lora.r=16
     nlp-transfer push runs/minilm-intents-lora --repo-id me/support-intents
+    nlp-transfer export runs/minilm-intents-lora --quantize int8 --output exports/intents
+    nlp-transfer serve runs/minilm-intents-lora --port 8000
     accelerate launch --multi_gpu --num_processes 2 scripts/train.py configs/offline/minilm-intents-lora.yaml
 
 Only argparse, YAML and the config tree load before a command runs, so ``--help`` and config
@@ -67,6 +69,17 @@ rank.<name> (YAML rank: section, or rank.key=value); an option given wins over b
   nlp-transfer push runs/demo --repo-id me/support-intents --private
   nlp-transfer push runs/minilm-intents-lora --repo-id me/support-intents --merge-lora
 token: HF_TOKEN or the saved login (`hf auth login`); it is never printed or written.""",
+    "export": """examples:
+  nlp-transfer export runs/minilm-intents-lora --output exports/intents          (parity-checked fp32 ONNX)
+  nlp-transfer export runs/minilm-intents-lora --quantize int8 --output exports/intents-int8
+  nlp-transfer export my-model --quantize int8 --max-drop 0.5 --data dev.jsonl --output exports/mine
+a run folder's own validation split checks the export unless --data is given; int8 needs one of them.""",
+    "serve": """examples:
+  nlp-transfer serve runs/minilm-intents-lora
+  nlp-transfer serve runs/minilm-intents-lora --host 0.0.0.0 --port 9000 --max-batch-size 64 --no-access-log
+  curl -s localhost:8000/predict -H 'content-type: application/json' -d '{"texts": ["where is my parcel"]}'
+endpoints: POST /predict {"text": ...} | {"texts": [...]} (pairs: "text_pair", or [[a, b], ...]),
+GET /health, GET /metadata, GET /docs. Ctrl+C or SIGTERM stops it after in-flight requests finish.""",
     "demo": """examples:
   nlp-transfer demo
   nlp-transfer demo train.epochs=2 --output runs/demo-quick
@@ -185,6 +198,24 @@ def _parser() -> argparse.ArgumentParser:
     sub.add_argument("--private", action="store_true", help="create the repository as private")
     sub.add_argument("--merge-lora", action="store_true", help="push LoRA merged into the encoder weights (no peft needed)")
     sub.add_argument("--commit-message", help="commit message on the Hub")
+
+    sub = command("export", "Export a trained run (or saved model) to ONNX for onnxruntime, checked against PyTorch; "
+                            "optionally int8.", _export)
+    sub.add_argument("model", metavar="RUN_OR_MODEL", help="run folder or saved model folder")
+    sub.add_argument("--output", required=True, help="folder to write (new, empty, or an earlier export)")
+    sub.add_argument("--format", default="onnx", choices=("onnx",), help="export format (default: onnx)")
+    sub.add_argument("--quantize", choices=("int8",), help="also write model_int8.onnx (dynamic int8), if it passes the gate")
+    sub.add_argument("--max-drop", type=float, default=1.0,
+                     help="int8 may lose at most this many points of the validation metric (default: 1.0)")
+    sub.add_argument("--data", help="validation file for the checks (default: the run's validation split)")
+    sub.add_argument("--allow-mismatch", action="store_true", help="write the export even if it fails the parity check")
+
+    sub = command("serve", "Serve a trained run, saved model or ONNX export over HTTP, batching concurrent requests.",
+                  _serve)
+    sub.add_argument("model", metavar="RUN_OR_EXPORT", help="run folder, saved model folder or ONNX export folder")
+    from nlp_transfer.serving.settings import ServerSettings
+
+    _section_options(sub, "serve", ServerSettings)  # --host, --port, --max-batch-size, --max-wait-ms, ...
 
     sub = command("demo", "Offline demo: compare the strategies on the bundled MiniLM and the bundled intent data "
                           "(--ner: entity tagging; --vision: image transfer).", _demo)
@@ -390,6 +421,38 @@ def _push(args: argparse.Namespace) -> int:
     url = push_run(args.model, args.repo_id, private=args.private, merge_lora=args.merge_lora,
                    commit_message=args.commit_message)
     print(f"pushed to {url}")
+    return 0
+
+
+def _export(args: argparse.Namespace) -> int:
+    _quiet_loading()
+    from nlp_transfer.data.sources import resolve_data
+    from nlp_transfer.export.folder import export_run
+
+    result = export_run(args.model, args.output, quantize=args.quantize, max_drop=args.max_drop,
+                        validation=resolve_data(args.data, "--data") if args.data else None,
+                        allow_mismatch=args.allow_mismatch)
+    parity = result.parity
+    print(f"parity: max |difference| {parity.max_abs_diff:.2e} on {parity.examples} examples ({parity.source}), "
+          f"tolerance {parity.tolerance:g}")
+    if result.gate is not None:
+        gate = result.gate
+        print(f"int8 gate: {gate.metric} {gate.fp32:.2f} (fp32) -> {gate.int8:.2f} (int8), drop {gate.drop:.2f} "
+              f"points, allowed {gate.max_drop:g}")
+    print(f"export folder: {result.path} ({', '.join(result.files.values())})")
+    return 0
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from nlp_transfer.config.settings import build
+    from nlp_transfer.serving.settings import ServerSettings
+
+    settings = build(ServerSettings, _given(args, "serve"), source="the command-line options")
+    _quiet_loading()
+    logging.getLogger("nlp_transfer").setLevel(settings.log_level.upper())
+    from nlp_transfer.serving.server import serve
+
+    serve(args.model, settings)  # returns once stopped (Ctrl+C, SIGTERM)
     return 0
 
 

@@ -18,7 +18,7 @@ from nlp_transfer.config.run import load_config
 
 ROOT = Path(__file__).parent.parent
 TINY = ROOT / "configs" / "tests" / "tiny.yaml"
-COMMANDS = ["train", "evaluate", "predict", "show-config", "compare", "rank", "push", "demo"]
+COMMANDS = ["train", "evaluate", "predict", "show-config", "compare", "rank", "push", "demo", "export", "serve"]
 
 
 def _write_jsonl(path: Path, rows: list[dict]) -> Path:

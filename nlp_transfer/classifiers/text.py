@@ -230,6 +230,22 @@ class TextClassifier(Classifier):
         return {"num_layers": self.num_layers, "max_length": self.max_length, "uses_text_pair": self.uses_text_pair,
                 "combine_layers": self.backbone.combine_layers}
 
+    def export(self, output_dir: str | Path, *, format: str = "onnx", quantize: str | None = None,
+               max_drop: float = 1.0, validation: Any = None, allow_mismatch: bool = False):
+        """Write an ONNX export that `nlp_transfer.export.OnnxClassifier` (or plain onnxruntime) serves.
+
+        One graph from tokens to ``logits`` and ``probabilities`` (LoRA merged into a copy; this
+        classifier is unchanged). It must match `predict_proba` within 1e-4 on `validation` (or a
+        built-in sample), else nothing is written unless ``allow_mismatch=True``. ``quantize="int8"``
+        adds ``model_int8.onnx`` when its validation metric drops at most `max_drop` points; it needs
+        `validation`. ``clf.export("exports/sst2", quantize="int8", validation="dev.jsonl")``.
+        Returns an `ExportResult` with the checks' numbers.
+        """
+        from nlp_transfer.export.folder import export_classifier
+
+        return export_classifier(self, output_dir, format=format, quantize=quantize, max_drop=max_drop,
+                                 validation=validation, allow_mismatch=allow_mismatch)
+
     def _native_export(self):
         """The architecture's own head layout, when this model's head matches it (else None)."""
         native = NATIVE_HEADS.get(self.backbone.model_type)
