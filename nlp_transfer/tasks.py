@@ -18,7 +18,7 @@ from torch.nn import functional as F
 
 from nlp_transfer.errors import ConfigError, DataError, did_you_mean
 
-__all__ = ["TaskName", "IGNORED", "Task", "TASKS", "get_task", "infer_labels", "check_learnable"]
+__all__ = ["TaskName", "IGNORED", "Task", "TASKS", "get_task", "infer_labels", "check_learnable", "predicted_labels"]
 
 TaskName = Literal["single_label", "multi_label", "regression", "token_classification"]
 
@@ -93,6 +93,19 @@ def get_task(name: str) -> Task:
     if name not in TASKS:
         raise ConfigError(f"Unknown task {name!r}: {did_you_mean(name, TASKS)}")
     return TASKS[name]
+
+
+def predicted_labels(task: Task, logits: Any, threshold: float, labels: Sequence[Any] | None) -> list[Any]:
+    """What `predict` returns for these logits: labels (single-label), lists of labels (multi-label,
+    those above `threshold`) or numbers (regression), one per row."""
+    import numpy as np
+
+    decided = task.decide(logits, threshold)
+    if task.name == "regression":
+        return [float(v) for v in decided]
+    if task.name == "multi_label":
+        return [[labels[i] for i in np.flatnonzero(row)] for row in decided]
+    return [labels[int(i)] for i in decided]
 
 
 def infer_labels(task: Task, values: Sequence[Any], where: str) -> list[Any]:

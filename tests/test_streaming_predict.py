@@ -224,6 +224,10 @@ def test_bad_columns_and_empty_texts_fail_with_clear_errors(clf, tmp_path, monke
     texts[12] = "  "
     with pytest.raises(DataError, match=r"empty 'text' \(first rows: \[2\]\).*chunk starting at row 10"):
         predict(clf, texts, chunk_size=5)
+    monkeypatch.setattr(clf, "chunk_size", 5)  # the classifier's own chunking says where, too
+    with pytest.raises(DataError, match=r"empty 'text' \(first rows: \[2\]\).*chunk starting at row 10"):
+        clf.predict(texts)
+    monkeypatch.undo()
     with pytest.raises(DataError, match="the data is empty"):
         predict(clf, iter([]))
     with pytest.raises(DataError, match="chunk_size must be a positive"):

@@ -28,7 +28,7 @@ from nlp_transfer.modeling.heads import ClassificationHead, HeadConfig
 from nlp_transfer.modeling.transfer_model import TransferModel
 from nlp_transfer.strategies import Strategy, make_strategy, parameter_groups
 from nlp_transfer.storage.model_folder import METADATA_FILE, ModelMetadata, read_metadata, save_tensors, write_folder
-from nlp_transfer.tasks import Task, check_learnable, get_task, infer_labels
+from nlp_transfer.tasks import Task, check_learnable, get_task, infer_labels, predicted_labels
 from nlp_transfer.training.engine import TrainingHistory, make_accelerator, run_inference, train_loop
 from nlp_transfer.training.features import FeatureCache, FeatureDataset, default_cache_dir, encode_features
 
@@ -342,12 +342,7 @@ class Classifier:
         return self._decide(logits), (None if self.task.name == "regression" else self.task.scores(logits))
 
     def _decide(self, logits: np.ndarray) -> list[Any]:
-        decided = self.task.decide(logits, self.threshold)
-        if self.task.name == "regression":
-            return [float(v) for v in decided]
-        if self.task.name == "multi_label":
-            return [[self.labels[i] for i in np.flatnonzero(row)] for row in decided]
-        return [self.labels[int(i)] for i in decided]
+        return predicted_labels(self.task, logits, self.threshold, self.labels)
 
     def predict_proba(self, inputs: Any) -> np.ndarray:
         """Class probabilities [n, num_labels] (softmax; per-label sigmoid for multi-label)."""
@@ -738,7 +733,7 @@ class Classifier:
         and cut. Vision tables are read whole too: their relative image paths are resolved against
         the file's folder, which rows alone do not know (a row holds only a path, so this stays small).
         """
-        from nlp_transfer.data.streams import check_chunk_size, in_chunk, row_chunks, streams
+        from nlp_transfer.data.streams import check_chunk_size, row_chunks, streams
 
         size = check_chunk_size(self.chunk_size)
         if self.modality != "vision" and streams(source):
@@ -756,6 +751,8 @@ class Classifier:
 
     def _chunk_examples(self, rows: list[Any], config: DataConfig, where: str, need_labels: bool, first: int):
         """`_examples` of one chunk; its errors say where the chunk starts (their row numbers count from there)."""
+        from nlp_transfer.data.streams import in_chunk
+
         try:
             return self._examples(rows, config, where, need_labels)
         except DataError as error:

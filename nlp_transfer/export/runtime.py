@@ -169,12 +169,9 @@ class OnnxClassifier:
         return TokenizedDataset({name: list(encodings[name]) for name in self._inputs}, None)
 
     def _decide(self, logits: np.ndarray) -> list[Any]:
-        decided = self.task.decide(logits, self.threshold)
-        if self.task.name == "regression":
-            return [float(v) for v in decided]
-        if self.task.name == "multi_label":
-            return [[self.labels[i] for i in np.flatnonzero(row)] for row in decided]
-        return [self.labels[int(i)] for i in decided]
+        from nlp_transfer.tasks import predicted_labels
+
+        return predicted_labels(self.task, logits, self.threshold, self.labels)
 
     def _standardised(self, values: np.ndarray) -> np.ndarray:
         scale = self.manifest.target_scale
