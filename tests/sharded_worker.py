@@ -16,6 +16,7 @@ on the root) runs on gloo.
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -38,8 +39,9 @@ def force_fsdp2() -> None:
     def sharded(settings):
         accelerator = make(settings)
         accelerator.state.distributed_type = DistributedType.FSDP
+        version = int(os.environ.get("FSDP_VERSION_UNDER_TEST", "2"))  # 1: by hand, not in the suite (see README)
         accelerator.state.fsdp_plugin = FullyShardedDataParallelPlugin(
-            fsdp_version=2, auto_wrap_policy="transformer_based_wrap", transformer_cls_names_to_wrap=["BertLayer"])
+            fsdp_version=version, auto_wrap_policy="transformer_based_wrap", transformer_cls_names_to_wrap=["BertLayer"])
         return accelerator
 
     base.make_accelerator = engine.make_accelerator = sharded

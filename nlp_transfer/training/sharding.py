@@ -106,6 +106,14 @@ class StateAccess:
         set_optimizer_state_dict(model, inner, keyed, options=StateDictOptions(full_state_dict=True))
 
 
+def _without_wrappers(name: str) -> str:
+    """A parameter or buffer name as the plain model has it: FSDP1 (and DDP, activation
+    checkpointing) put their wrapper modules into the names; FSDP2 wraps in place and does not."""
+    for wrapper in ("_fsdp_wrapped_module.", "_checkpoint_wrapped_module.", "_orig_mod."):
+        name = name.replace(wrapper, "")
+    return name.removeprefix("module.")
+
+
 def meta_template(model: nn.Module) -> nn.Module:
     """A weightless copy of `model` (on the meta device) taken before it is sharded: what
     `unsharded_copy` fills once training is done. FSDP shards modules in place and cannot be
@@ -125,7 +133,11 @@ def unsharded_copy(template: nn.Module, model: nn.Module, device) -> nn.Module:
     buffers = dict(plain.named_buffers())
     with torch.no_grad():
         for name, buffer in model.named_buffers():
+            name = _without_wrappers(name)
             if name in buffers:
                 buffers[name].copy_(buffer)
+    missing = sorted(set(buffers) - {_without_wrappers(n) for n, _ in model.named_buffers()} - set(full))
+    if missing:  # to_empty left them uninitialised: better no model than a silently wrong one
+        raise RuntimeError(f"internal error: buffers not found in the sharded model: {missing[:3]}")
     plain.load_state_dict({name: value.detach().to(device) for name, value in full.items()})
     return plain
