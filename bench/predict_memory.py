@@ -50,8 +50,8 @@ def build_model(folder: Path) -> Path:
     return folder / "model"
 
 
-def write_rows(path: Path, rows: int, seed: int = 0) -> None:
-    sentences = [json.loads(line)["text"] for line in DATA.read_text(encoding="utf-8").splitlines() if line.strip()]
+def write_rows(path: Path, rows: int, source: Path = DATA, seed: int = 0) -> None:
+    sentences = [json.loads(line)["text"] for line in source.read_text(encoding="utf-8").splitlines() if line.strip()]
     rng = random.Random(seed)
     with path.open("w", encoding="utf-8") as handle:
         for start in range(0, rows, 10_000):
@@ -86,6 +86,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", default=",".join(map(str, SIZES)), help="comma-separated row counts")
     parser.add_argument("--chunk-size", type=int, help="passed to nlp-transfer predict (default: its own)")
+    parser.add_argument("--data", type=Path, default=DATA.parent, help="the SST-2 folder (default: ../shared/data/sst2)")
     args = parser.parse_args()
     sizes = [int(s) for s in args.sizes.split(",")]
     results = []
@@ -94,7 +95,7 @@ def main() -> None:
         model = build_model(folder)
         for rows in sizes:
             data = folder / f"sst2-{rows}.jsonl"
-            write_rows(data, rows)
+            write_rows(data, rows, args.data / "train.jsonl")
             peak, seconds, written = run_predict(model, data, folder / "out.jsonl", args.chunk_size)
             assert written == rows, f"{written} predictions for {rows} rows"
             (folder / "out.jsonl").unlink()
