@@ -104,7 +104,7 @@ def main() -> None:
             print(f"  {rows:>9,} rows: peak RSS {peak:7.1f} MB, {seconds:7.1f} s", file=sys.stderr, flush=True)
     print("nlp-transfer predict --data F --output out.jsonl; random 2-layer BERT (hidden 128) with the "
           "all-MiniLM-L6-v2 tokenizer; SST-2 sentences drawn with replacement; one fresh process per size")
-    print(f"| rows | peak RSS (MB) | seconds | rows/s (end to end) |\n|---:|---:|---:|---:|")
+    print("| rows | peak RSS (MB) | seconds | rows/s (end to end) |\n|---:|---:|---:|---:|")
     for rows, peak, seconds in results:
         print(f"| {rows:,} | {peak:.1f} | {seconds:.1f} | {rows / seconds:,.0f} |")
     if len(results) > 1:

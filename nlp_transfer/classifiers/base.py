@@ -634,6 +634,9 @@ class Classifier:
             logits, targets = self._user_units(logits), self._user_units(targets)
             metrics = compute_metrics(self.task.name, self.task.decide(logits, self.threshold),
                                       self.task.targets_for_metrics(targets), num_labels=self._num_outputs, extra=extra)
+            from nlp_transfer.training.calibration import calibration_metrics  # do the probabilities mean what they say?
+
+            metrics.update(calibration_metrics(self.task.name, self.task.scores(logits), self.task.targets_for_metrics(targets)))
             return {"loss": loss, **metrics}
 
         return score

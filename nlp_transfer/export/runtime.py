@@ -128,6 +128,10 @@ class OnnxClassifier:
         num_labels = 1 if self.labels is None else len(self.labels)
         metrics = compute_metrics(self.task.name, self.task.decide(logits, self.threshold),
                                   self.task.targets_for_metrics(targets), num_labels=num_labels)
+        from nlp_transfer.training.calibration import calibration_metrics
+
+        truth = self.task.targets_for_metrics(targets)
+        metrics.update(calibration_metrics(self.task.name, self.task.scores(logits), truth))
         return {"loss": loss, **metrics}
 
     def outputs(self, examples: TextColumns, config: DataConfig | None = None, *,

@@ -18,7 +18,7 @@ __all__ = ["model_card"]
 
 # The names compute_metrics returns (metrics.METRIC_NAMES); a card column for a name never computed stays empty.
 _SHOWN_METRICS = ("f1", "precision", "recall", "accuracy", "subset_accuracy", "f1_macro", "f1_micro", "mcc", "pearson",
-                  "spearman", "mse", "loss")
+                  "spearman", "mse", "ece", "brier", "loss")
 _TRAINING_ROWS = (("epochs", "epochs"), ("batch_size", "batch size (per device)"), ("learning_rate", "learning rate (encoder)"),
                   ("head_learning_rate", "learning rate (head)"), ("scheduler", "schedule"), ("warmup_ratio", "warmup"),
                   ("weight_decay", "weight decay"), ("mixed_precision", "precision"), ("seed", "seed"))

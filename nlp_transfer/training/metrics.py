@@ -73,10 +73,11 @@ PRIMARY_METRIC: dict[str, str] = {
     "token_classification": "f1",  # entity-level micro F1, as in CoNLL evaluations
 }
 
-#: Scalar metrics `compute_metrics` returns per task (what metric_for_best_model may name).
+#: Scalar metrics an evaluation reports per task (what metric_for_best_model may name): `compute_metrics`
+#: and, for classification, the calibration scores (`calibration.py`).
 METRIC_NAMES: dict[str, tuple[str, ...]] = {
-    "single_label": ("accuracy", "f1_macro", "f1_micro", "precision_macro", "recall_macro", "mcc"),
-    "multi_label": ("subset_accuracy", "f1_micro", "f1_macro", "precision_micro", "recall_micro"),
+    "single_label": ("accuracy", "f1_macro", "f1_micro", "precision_macro", "recall_macro", "mcc", "ece", "brier"),
+    "multi_label": ("subset_accuracy", "f1_micro", "f1_macro", "precision_micro", "recall_micro", "ece", "brier"),
     "regression": ("pearson", "spearman", "mse", "mae"),
     "token_classification": ("f1", "precision", "recall", "accuracy"),
 }
@@ -105,6 +106,8 @@ def greater_is_better(metric_name: str) -> bool:
     (accuracy, F1, correlations, ...) is maximised.
     """
     name = metric_name.lower()
+    if name.removeprefix("eval_") in ("ece", "brier"):  # calibration errors (`calibration.py`)
+        return False
     return not any(marker in name for marker in _LOWER_IS_BETTER_MARKERS)
 
 
