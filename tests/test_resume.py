@@ -206,13 +206,13 @@ def test_cli_run_killed_twice_and_resumed_matches_the_uninterrupted_run(model_di
 def test_two_nodes_on_loopback_write_once_agree_and_resume(model_dirs, tmp_path):
     """Two torchrun "nodes" (one process each) on 127.0.0.1, as a two-machine launch runs: the DDP
     path of a one-machine launch, with a rendezvous across agents. Checkpoints are written once
-    (each process adds its random state), the processes' weights agree, and a run interrupted and
-    resumed on both nodes ends where an uninterrupted one does."""
+    (each process adds its random state), the processes' weights agree, and a run whose workers are
+    all killed with SIGKILL mid-run, resumed on both nodes, ends where an uninterrupted one does."""
     import socket
 
     worker = Path(__file__).with_name("ddp_resume_worker.py")
 
-    def two_nodes(*args: str) -> None:
+    def two_nodes(*args: str, killed: bool = False) -> None:
         with socket.socket() as probe:
             probe.bind(("127.0.0.1", 0))
             port = probe.getsockname()[1]
@@ -222,11 +222,14 @@ def test_two_nodes_on_loopback_write_once_agree_and_resume(model_dirs, tmp_path)
                                   stderr=subprocess.PIPE, text=True, env=ENV) for rank in (0, 1)]
         for rank, node in enumerate(nodes):
             _, err = node.communicate(timeout=SAFETY_NET_SECONDS)
-            assert node.returncode == 0, f"node {rank}: {err[-3000:]}"
+            if killed:  # every worker died of SIGKILL mid-run: the agents report the failure
+                assert node.returncode != 0 and "Signal 9" in err, f"node {rank}: {err[-3000:]}"
+            else:
+                assert node.returncode == 0, f"node {rank}: {err[-3000:]}"
 
     model = str(model_dirs["bert"])
     two_nodes(model, str(tmp_path / "a"), "fresh", str(tmp_path / "whole.json"))
-    two_nodes(model, str(tmp_path / "b"), "interrupt", str(tmp_path / "unused.json"))
+    two_nodes(model, str(tmp_path / "b"), "kill", str(tmp_path / "unused.json"), killed=True)
     newest = sorted((tmp_path / "b").glob("step-*"))[-1]
     assert sorted(p.name for p in newest.glob("rng-*")) == ["rng-0.json", "rng-0.safetensors", "rng-1.json",
                                                            "rng-1.safetensors"]
