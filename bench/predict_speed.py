@@ -60,28 +60,62 @@ def trained(strategy: str, work: Path, train_size: int):
     return clf
 
 
-def timed(ways: dict, texts: list[str], labels: list[str], repeats: int) -> dict[str, tuple[float, float]]:
-    """{way: (sentences/s, accuracy %)}: best of `repeats` after a warm-up batch. The ways take turns
-    within each repeat, so a neighbour's load on a shared machine falls on all of them alike."""
+def _rss_mb() -> float:
+    with open("/proc/self/statm", encoding="ascii") as handle:
+        return int(handle.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+
+class PeakRss:
+    """The process's peak RSS while the block runs, above its RSS when it began (sampled every 5 ms):
+    what a way needs beyond the models already loaded. The ways share one process, so this is a
+    rise, not a footprint of its own."""
+
+    def __enter__(self) -> PeakRss:
+        import threading
+
+        self.start = self.peak = _rss_mb()
+        self._done = threading.Event()
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+        self._thread.start()
+        return self
+
+    def _sample(self) -> None:
+        while not self._done.wait(0.005):
+            self.peak = max(self.peak, _rss_mb())
+
+    def __exit__(self, *exc) -> None:
+        self._done.set()
+        self._thread.join()
+        self.peak = max(self.peak, _rss_mb())
+
+    @property
+    def rise_mb(self) -> float:
+        return self.peak - self.start
+
+
+def timed(ways: dict, texts: list[str], labels: list[str], repeats: int) -> dict[str, tuple[float, float, float]]:
+    """{way: (sentences/s, accuracy %, peak RSS rise MB)}: best of `repeats` after a warm-up batch. The
+    ways take turns within each repeat, so a neighbour's load on a shared machine falls on all alike."""
     for predict in ways.values():
         predict(texts[:BATCH])
-    best, predicted = {name: float("inf") for name in ways}, {}
+    best, predicted, rise = {name: float("inf") for name in ways}, {}, {name: 0.0 for name in ways}
     for _ in range(repeats):
         for name, predict in ways.items():
-            started = time.perf_counter()
-            predicted[name] = predict(texts)
-            best[name] = min(best[name], time.perf_counter() - started)
-    return {name: (len(texts) / best[name], 100 * sum(p == y for p, y in zip(predicted[name], labels)) / len(labels))
-            for name in ways}
+            with PeakRss() as memory:
+                started = time.perf_counter()
+                predicted[name] = predict(texts)
+                best[name] = min(best[name], time.perf_counter() - started)
+            rise[name] = max(rise[name], memory.rise_mb)
+    return {name: (len(texts) / best[name], 100 * sum(p == y for p, y in zip(predicted[name], labels)) / len(labels),
+                   rise[name]) for name in ways}
 
 
 def measure(strategy: str, work: Path, train_size: int, repeats: int) -> dict[str, tuple[float, float]]:
     import torch
     from transformers import pipeline
 
-    from nlp_transfer.export import OnnxClassifier
-
     from nlp_transfer.config.settings import TrainingConfig
+    from nlp_transfer.export import OnnxClassifier
 
     clf = trained(strategy, work, train_size)
     # a reloaded model has no training settings: predict at the batch size every other way uses
@@ -105,18 +139,20 @@ def measure(strategy: str, work: Path, train_size: int, repeats: int) -> dict[st
     ways = {"ours fp32": clf.predict, "ours bf16": bf16, "ONNX fp32": fp32_onnx.predict, "ONNX int8": int8_onnx.predict,
             "pipeline fp32": lambda batch: [r["label"] for r in pipe(batch, batch_size=BATCH, truncation=True)]}
     rows = timed(ways, texts, labels, repeats)
-    for name, (speed, accuracy) in rows.items():
-        print(f"{strategy} {name}: {speed:.1f} sentences/s, accuracy {accuracy:.2f}", flush=True)
+    for name, (speed, accuracy, rise) in rows.items():
+        print(f"{strategy} {name}: {speed:.1f} sentences/s, accuracy {accuracy:.2f}, peak RSS +{rise:.0f} MB", flush=True)
+    print(f"{strategy}: process RSS with every way loaded {_rss_mb():.0f} MB", flush=True)
     return rows
 
 
-def table(results: dict[str, dict[str, tuple[float, float]]]) -> str:
-    lines = ["| model | way | sentences/s | x ours fp32 | accuracy | vs ours fp32 |", "|---|---|---|---|---|---|"]
+def table(results: dict[str, dict[str, tuple[float, float, float]]]) -> str:
+    lines = ["| model | way | sentences/s | x ours fp32 | accuracy | vs ours fp32 | peak RSS rise (MB) |",
+             "|---|---|---|---|---|---|---|"]
     for strategy, rows in results.items():
-        speed0, acc0 = rows["ours fp32"]
-        for name, (speed, accuracy) in rows.items():
+        speed0, acc0, _ = rows["ours fp32"]
+        for name, (speed, accuracy, rise) in rows.items():
             lines.append(f"| {strategy} | {name} | {speed:.1f} | {speed / speed0:.2f} | {accuracy:.2f} | "
-                         f"{accuracy - acc0:+.2f} |")
+                         f"{accuracy - acc0:+.2f} | {rise:.0f} |")
     return "\n".join(lines)
 
 
