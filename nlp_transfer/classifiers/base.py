@@ -623,6 +623,7 @@ class Classifier:
 
     def _score(self, extra: Sequence[str], dataset: Dataset | None = None):
         """The scoring function of evaluations on `dataset`: outputs and targets in its order -> loss and metrics."""
+        from nlp_transfer.training.calibration import calibration_metrics
         from nlp_transfer.training.metrics import compute_metrics
 
         def score(logits: np.ndarray, targets: np.ndarray) -> dict[str, Any]:
@@ -632,11 +633,11 @@ class Classifier:
             # the loss is the one training minimises (standardised regression targets); metrics in the user's units
             loss = float(self.task.loss(torch.as_tensor(logits), target_tensor))
             logits, targets = self._user_units(logits), self._user_units(targets)
-            metrics = compute_metrics(self.task.name, self.task.decide(logits, self.threshold),
-                                      self.task.targets_for_metrics(targets), num_labels=self._num_outputs, extra=extra)
-            from nlp_transfer.training.calibration import calibration_metrics  # do the probabilities mean what they say?
-
-            metrics.update(calibration_metrics(self.task.name, self.task.scores(logits), self.task.targets_for_metrics(targets)))
+            truth = self.task.targets_for_metrics(targets)
+            metrics = compute_metrics(self.task.name, self.task.decide(logits, self.threshold), truth,
+                                      num_labels=self._num_outputs, extra=extra)
+            # do the probabilities mean what they say? (nothing for regression)
+            metrics.update(calibration_metrics(self.task.name, self.task.scores(logits), truth))
             return {"loss": loss, **metrics}
 
         return score
@@ -710,15 +711,7 @@ class Classifier:
         workers = self._workers(settings, len(dataset), settings.eval_batch_size)
         loader = self._eval_loader(dataset, settings.eval_batch_size, self._collator(accelerator), workers)
         forward = lambda batch: model(**{k: v for k, v in batch.items() if k != "labels"})["logits"]  # noqa: E731
-        prepared = getattr(accelerator, "_dataloaders", None)
-        kept = len(prepared) if prepared is not None else 0
-        try:
-            return run_inference(forward, loader, accelerator)
-        finally:
-            # accelerate keeps every loader it prepares (for save_state): one per chunk of predict would
-            # keep every chunk's tokens alive, and memory would grow with the input after all
-            if prepared is not None:
-                del prepared[kept:]
+        return run_inference(forward, loader, accelerator)
 
     def _predict_logits(self, inputs: Any) -> np.ndarray:
         self._require_model()

@@ -124,9 +124,21 @@ def run_inference(forward: Callable[[dict[str, torch.Tensor]], torch.Tensor], lo
     Batches that carry ``output_lengths`` have an output per position (a tag per word): each row is
     cut to its length, and outputs and targets come back as lists of arrays, one per example.
     """
+    prepared = getattr(accelerator, "_dataloaders", None)  # private: accelerate's list of prepared loaders
+    kept = len(prepared) if prepared is not None else 0
+    try:
+        return _gathered_outputs(forward, accelerator.prepare_data_loader(loader), accelerator, desc)
+    finally:
+        # accelerate keeps every loader it prepares (for save_state): one per predict chunk or
+        # evaluation would keep their tokens alive, and memory would grow with the input
+        if prepared is not None:
+            del prepared[kept:]
+
+
+def _gathered_outputs(forward, loader, accelerator, desc: str) -> tuple[np.ndarray, np.ndarray | None]:
+    """`run_inference` over a prepared `loader`."""
     from tqdm.auto import tqdm
 
-    loader = accelerator.prepare_data_loader(loader)
     size = len(loader.dataset)
     outputs: np.ndarray | None = None
     targets: np.ndarray | None = None
