@@ -116,6 +116,7 @@ class OnnxClassifier:
         """`evaluate` on examples already read (the export's quality gate scores one split twice)."""
         import torch
 
+        from nlp_transfer.training.calibration import calibration_metrics
         from nlp_transfer.training.metrics import compute_metrics
 
         label2id = {label: i for i, label in enumerate(self.labels)} if self.labels is not None else None
@@ -126,11 +127,8 @@ class OnnxClassifier:
             target_tensor = target_tensor.long()
         loss = float(self.task.loss(torch.as_tensor(self._standardised(logits)), target_tensor))
         num_labels = 1 if self.labels is None else len(self.labels)
-        metrics = compute_metrics(self.task.name, self.task.decide(logits, self.threshold),
-                                  self.task.targets_for_metrics(targets), num_labels=num_labels)
-        from nlp_transfer.training.calibration import calibration_metrics
-
         truth = self.task.targets_for_metrics(targets)
+        metrics = compute_metrics(self.task.name, self.task.decide(logits, self.threshold), truth, num_labels=num_labels)
         metrics.update(calibration_metrics(self.task.name, self.task.scores(logits), truth))
         return {"loss": loss, **metrics}
 
