@@ -54,9 +54,11 @@ class PaddingCollator:
 
 
 class FeatureCollator:
-    """Stacks cached feature rows (no padding needed)."""
+    """Stacks cached feature rows (no padding needed); a batch the dataset already sliced passes through."""
 
-    def __call__(self, items: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
+    def __call__(self, items: list[dict[str, Any]] | dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        if isinstance(items, dict):  # FeatureDataset.__getitems__: one batch, already stacked
+            return items
         return {key: torch.stack([torch.as_tensor(item[key]) for item in items]) for key in items[0]}
 
 

@@ -511,6 +511,9 @@ def _train_epoch(model, loader, optimizer, scheduler, settings, accelerator, pro
     sums = progress.epoch_sums
     samples_now = 0
     started = time.perf_counter()
+    # what trains is fixed for the epoch; clipping only these skips a walk over every frozen weight
+    # per step (a frozen encoder's hundreds of tensors: most of a cached-feature head's step time)
+    trainable = [p for p in model.parameters() if p.requires_grad]
     bar = tqdm(loader, desc=f"Epoch {progress.epoch}/{settings.epochs}", disable=not accelerator.is_local_main_process)
     for batch in bar:
         if restore_rng is not None:
@@ -518,7 +521,7 @@ def _train_epoch(model, loader, optimizer, scheduler, settings, accelerator, pro
             # global RNG), as it did when the state was saved mid-epoch.
             restore_rng()
             restore_rng = None
-        value = _step(model, batch, optimizer, scheduler, settings, accelerator)
+        value = _step(model, batch, optimizer, scheduler, settings, accelerator, trainable)
         samples_now += len(batch["index"])
         for key, add in (("loss", value), ("batches", 1), ("samples", len(batch["index"])), ("window_loss", value),
                          ("window_batches", 1)):
@@ -545,14 +548,14 @@ def _train_epoch(model, loader, optimizer, scheduler, settings, accelerator, pro
             "train_samples_per_second": samples_now * accelerator.num_processes / max(seconds, 1e-9)}
 
 
-def _step(model, batch, optimizer, scheduler, settings, accelerator) -> float:
+def _step(model, batch, optimizer, scheduler, settings, accelerator, trainable) -> float:
     """Forward and backward one batch; the optimizer steps when accelerate's accumulation says so
     (its prepared optimizer and schedule skip the calls in between)."""
     with accelerator.accumulate(model):
         loss = model(**batch)["loss"]
         accelerator.backward(loss)
         if accelerator.sync_gradients and settings.max_grad_norm is not None:
-            accelerator.clip_grad_norm_(model.parameters(), settings.max_grad_norm)
+            accelerator.clip_grad_norm_(trainable, settings.max_grad_norm)
         optimizer.step()
         scheduler.step()
         optimizer.zero_grad(set_to_none=True)
