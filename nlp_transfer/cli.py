@@ -54,7 +54,8 @@ _EXAMPLES = {
   nlp-transfer show-config configs/offline/minilm-intents-lora.yaml train.epochs=5""",
     "compare": """examples:
   nlp-transfer compare configs/offline/minilm-intents-full.yaml
-  nlp-transfer compare my.yaml --strategies feature_extraction,lora,scratch train.epochs=5""",
+  nlp-transfer compare my.yaml --strategies feature_extraction,lora,scratch train.epochs=5
+  nlp-transfer compare my.yaml --strategies feature_extraction,lora --seeds 3""",
     "rank": """examples:
   nlp-transfer rank my.yaml --candidates bert-base-uncased,roberta-base@mean,distilroberta-base
   nlp-transfer rank my.yaml --candidates sentence-transformers/all-MiniLM-L6-v2,sentence-transformers/all-MiniLM-L6-v2@cls,sentence-transformers/all-MiniLM-L6-v2@layers=2,sentence-transformers/all-MiniLM-L6-v2@random
@@ -182,6 +183,8 @@ def _parser() -> argparse.ArgumentParser:
                      help="comma-separated: feature_extraction, partial, lora, full, scratch (default: all)")
     sub.add_argument("--output", help="folder for compare.json and the runs (default: output.dir or runs/<run.name>)")
     sub.add_argument("--overwrite", action="store_true", help="replace an existing folder once the comparison finishes")
+    sub.add_argument("--seeds", type=int, help="runs per strategy, seeds train.seed, train.seed+1, ...: the table shows "
+                                               "mean ± std and calls overlapping strategies a tie (default: train.seeds)")
 
     sub = command("rank", "Rank candidate pretrained models on the training data before fine-tuning (LogME, linear probe).",
                   _rank)
@@ -301,6 +304,11 @@ def _train(args: argparse.Namespace) -> int:
     from nlp_transfer.config.run import load_config
 
     config = load_config(args.config, [*args.overrides, *(["output.overwrite=true"] if args.overwrite else [])])
+    if config.train.seeds != 1:  # one run folder holds one seed's model; averaging over seeds is compare's job
+        from nlp_transfer.errors import ConfigError
+
+        raise ConfigError(f"train.seeds={config.train.seeds} is for `nlp-transfer compare --seeds N`; train runs one "
+                          "seed (train.seed): set train.seeds=1, or run compare.")
     _logging(config.run.log_level)
     from nlp_transfer.api import train
 
@@ -386,7 +394,7 @@ def _compare(args: argparse.Namespace) -> int:
     from nlp_transfer.selection.comparison import compare
 
     strategies = [s.strip() for s in args.strategies.split(",") if s.strip()]
-    result = compare(config, strategies, output_dir=args.output)
+    result = compare(config, strategies, output_dir=args.output, seeds=args.seeds)
     if _is_main():
         print(result.table())
         print(f"written to {result.path}/compare.json")

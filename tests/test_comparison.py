@@ -77,6 +77,7 @@ def test_with_no_validation_at_all_the_table_says_the_choice_saw_the_test(model_
     result = comparison.compare(config, ["feature_extraction"])
     assert result.selection_split == result.split == "test"
     assert "optimistic" in result.table() and "data.validation_split > 0" in result.chosen_on
+    assert "--seeds 3" in result.table()  # one seed: the footer says it cannot tell a difference from noise
 
 
 @needs_rss
@@ -109,3 +110,86 @@ def test_peak_memory_increase_is_measured_from_the_blocks_start():
         pass
     assert peak.megabytes >= 200 and peak.increase_megabytes < 50
     del held
+
+
+# ----------------------------------------------------------------- several seeds
+def test_tie_rule_clear_win_tie_and_lower_is_better():
+    assert comparison.tied_with_top({"lora": (0.90, 0.01), "full": (0.85, 0.01)}) == []  # 0.89 > 0.86
+    assert comparison.tied_with_top({"lora": (0.90, 0.03), "full": (0.85, 0.03), "partial": (0.70, 0.01)}) == [
+        "lora", "full"]  # 0.87 <= 0.88; partial is clearly behind
+    assert comparison.tied_with_top({"a": (0.30, 0.02), "b": (0.20, 0.02)}, higher=False) == []  # b: lowest loss wins
+    assert comparison.tied_with_top({"a": (0.30, 0.06), "b": (0.20, 0.06)}, higher=False) == ["b", "a"]
+    assert comparison.tied_with_top({"only": (0.5, 0.1)}) == []
+
+
+def test_reliability_bins_pool_over_seeds_by_confidence():
+    first = {"confidence": [0.55, 0.95], "accuracy": [0.5, 1.0], "count": [2, 2]}
+    second = {"confidence": [0.95], "accuracy": [0.5], "count": [2]}  # its empty bins left out
+    pooled = comparison.pooled_reliability([first, second, None])
+    assert pooled["count"] == [2, 4] and pooled["accuracy"] == [0.5, 0.75] and pooled["confidence"] == [0.55, 0.95]
+    assert pooled["ece"] == pytest.approx((2 * 0.05 + 4 * 0.2) / 6)
+    assert comparison.pooled_reliability([None, {}]) is None
+
+
+FAKE_BINS = {"confidence": [0.6, 0.9], "accuracy": [0.5, 0.8], "count": [5, 18]}
+
+
+def test_two_seeds_give_mean_and_std_per_seed_runs_and_charts(model_dirs, tmp_path, monkeypatch):
+    real, seeds_seen = comparison.fit_run, []
+
+    def fit_run(config, splits, **kwargs):  # the reliability entry another evaluation change adds, faked
+        seeds_seen.append((config.strategy.name, config.train.seed, config.train.seeds))
+        result = real(config, splits, **kwargs)
+        return dataclasses.replace(result, metrics={**result.metrics, "test": {**result.metrics["test"],
+                                                                              "reliability": FAKE_BINS}})
+
+    monkeypatch.setattr(comparison, "fit_run", fit_run)
+    data = _write_data(tmp_path / "data")
+    out = tmp_path / "cmp"
+    config = load_config(TINY, [*_overrides(model_dirs["bert"], data, out), "train.epochs=1"])
+    result = comparison.compare(config, ["feature_extraction", "lora"], seeds=2)
+    assert seeds_seen == [("feature_extraction", 42, 1), ("feature_extraction", 43, 1), ("lora", 42, 1), ("lora", 43, 1)]
+    row = result.rows[0]
+    assert row.seeds == [42, 43] and [run["seed"] for run in row.per_seed] == [42, 43]
+    runs = [run["metrics"]["accuracy"] for run in row.per_seed]
+    assert row.metrics["accuracy"] == pytest.approx(np.mean(runs))
+    assert row.metrics_std["accuracy"] == pytest.approx(np.std(runs, ddof=1)) and "accuracy" in row.selection_std
+    assert row.reliability["count"] == [10, 36] and row.reliability["accuracy"] == pytest.approx([0.5, 0.8])
+    for strategy in ("feature_extraction", "lora"):
+        assert {p.name for p in (out / strategy).iterdir()} == {"seed-42", "seed-43"}
+    assert len(list(out.glob("*/seed-*/model"))) == 1 and len(list((out / result.best).glob("seed-*/model"))) == 1
+    table = (out / "compare.md").read_text()
+    line = next(line for line in table.splitlines() if line.startswith("feature_extraction"))
+    assert line.count("±") == 3  # val acc, test acc, test F1
+    assert "over 2 seeds (42, 43)" in table and "reliability.png" in table
+    assert ("tie between" in table) == bool(result.tied)
+    saved = json.loads((out / "compare.json").read_text())
+    assert saved["seeds"] == 2 and "mean - std" in saved["best_rule"] and saved["tied"] == result.tied
+    assert saved["strategies"][0]["per_seed"][1]["seed"] == 43 and saved["strategies"][0]["metrics_std"]
+    assert (out / "compare.png").stat().st_size > 0 and (out / "reliability.png").stat().st_size > 0
+
+
+def test_a_tie_is_reported_in_the_table():
+    rows = [comparison.StrategyScore(name, {"accuracy": mean}, 1.0, 10.0, 5.0, 10, 100, 1, 1e-3,
+                                     selection_metrics={"accuracy": mean}, metrics_std={"accuracy": 0.05},
+                                     selection_std={"accuracy": 0.05}, seeds=[1, 2, 3])
+            for name, mean in (("lora", 0.9), ("full", 0.88))]
+    tied = comparison.tied_with_top({row.strategy: (0.9 if row.strategy == "lora" else 0.88, 0.05) for row in rows})
+    table = comparison.Comparison("test", "accuracy", rows, "lora", seeds=3, tied=tied).table()
+    assert "lora * =" in table and "full =" in table and "0.9000 ± 0.0500" in table
+    assert "tie between lora, full: within one standard deviation on validation over 3 seeds" in table
+
+
+def test_seeds_must_be_at_least_one(model_dirs, tmp_path):
+    from nlp_transfer.cli import main
+    from nlp_transfer.config.settings import TrainingConfig
+    from nlp_transfer.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="at least 1"):
+        comparison.compare(load_config(TINY, _overrides(model_dirs["bert"], {}, tmp_path / "c")), ["lora"], seeds=0)
+    with pytest.raises(ConfigError, match="seeds must be at least 1"):
+        TrainingConfig(seeds=0)
+    data = _write_data(tmp_path / "data")
+    assert main(["train", str(TINY), *_overrides(model_dirs["bert"], data, tmp_path / "run"), "train.seeds=2"]) == 2
+    assert main(["compare", str(TINY), *_overrides(model_dirs["bert"], data, tmp_path / "cmp"), "--seeds", "0"]) == 2
+    assert not (tmp_path / "run").exists() and not (tmp_path / "cmp").exists()

@@ -589,8 +589,12 @@ class Classifier:
     # ----------------------------------------------------------------- internals
     def _train_and_eval_examples(self, train: Any, eval_data: Any, settings: TrainingConfig, data_config: DataConfig):
         """Read and check all data; only then adopt its labels and column settings."""
-        from nlp_transfer.data.tables import split_validation
+        from nlp_transfer.data.tables import limit_per_class, split_validation
 
+        limit = data_config.per_class_limit
+        if limit is not None and self.task.name != "single_label":  # "per class" needs one class per example
+            raise ConfigError(f"per_class_limit={limit} needs single-label data, but the task is {self.task.name!r}; "
+                              "set data.per_class_limit=null (or cut the training file yourself).")
         train_ex = self._examples(train, data_config, "train", need_labels=True)
         eval_ex = None
         if eval_data is not None:
@@ -604,6 +608,8 @@ class Classifier:
             train_ex, eval_ex = split_validation(train_ex, data_config.validation_split, settings.seed,
                                                  stratify=self.task.name == "single_label")
             logger.info("No eval_data: holding out %d of the training examples for evaluation.", len(eval_ex))
+        if limit is not None:  # after the hold-out, which draws from all of train: evaluation keeps its size
+            train_ex = limit_per_class(train_ex, limit, settings.seed)
         return train_ex, eval_ex
 
     def _check_best_metric(self, settings: TrainingConfig, has_eval: bool) -> str:

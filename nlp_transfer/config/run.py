@@ -197,6 +197,9 @@ class RunConfig:
 
     def __post_init__(self) -> None:
         _validate_fields(self)
+        if self.data.per_class_limit is not None and self.model.task != "single_label":  # before any data is read
+            raise ConfigError(f"data.per_class_limit={self.data.per_class_limit} needs single-label data, but "
+                              f"model.task is {self.model.task!r}; set data.per_class_limit=null.")
 
 
 # ----------------------------------------------------------------- loading and dumping

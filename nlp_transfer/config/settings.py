@@ -58,6 +58,8 @@ class TrainingConfig:
         None, "Autocast precision: bf16 (CPU or GPU), fp16 (GPU) or no. Unset: the launcher's choice "
               "(accelerate launch --mixed_precision, or an accelerate config file), else no.")
     seed: int = _f(42, "Seed for initialisation, data order and the validation split.")
+    seeds: int = _f(1, "How many seeds `compare` runs per strategy: train.seed, train.seed+1, ...; each seed also draws "
+                       "the head/adapters, data order, validation hold-out and few-shot sample. `train` runs one seed.")
     early_stopping_patience: int | None = _f(None, "Stop after this many evaluations without improvement.")
     metric_for_best_model: str | None = _f(None, "Metric that selects the best epoch; default: the task's main metric.")
     load_best_model_at_end: bool = _f(True, "Restore the weights of the best evaluation at the end of training.")
@@ -84,7 +86,8 @@ class TrainingConfig:
 
     def __post_init__(self) -> None:
         _validate_fields(self)
-        _positive(self, "batch_size", "eval_batch_size", "gradient_accumulation_steps", "logging_steps", "save_total_limit")
+        _positive(self, "batch_size", "eval_batch_size", "gradient_accumulation_steps", "logging_steps", "save_total_limit",
+                  "seeds")
         if self.num_workers is not None and self.num_workers < 0:
             raise ConfigError(f"num_workers must be 0 (read in the training process) or more, got {self.num_workers}.")
         if self.save_steps is not None and self.save_steps < 1:
@@ -109,6 +112,9 @@ class DataConfig:
     max_length: int = _f(128, "Longer texts are truncated to this many tokens; at most the model's position limit "
                               "(the default 128 is lowered to a smaller limit, other values past it are errors).")
     validation_split: float = _f(0.1, "Share of train held out (seeded) for evaluation when no eval_data is given; 0 disables.")
+    per_class_limit: int | None = _f(None, "Keep at most k training examples per class, drawn with the fit's seed so every "
+                                           "seed draws other examples; for learning curves and few-shot runs. Single-label "
+                                           "only; applied after the validation hold-out, so evaluation keeps its size.")
     image_column: str = _f("image", "Images: the column with image paths (relative to the data file) or images.")
     augment: bool = _f(True, "Images: light training augmentation (random resized crop of 70-100%); none for evaluation.")
     hflip: bool = _f(True, "Images: with augment, also flip training images left-right (turn off for digits, text, ...).")
@@ -131,6 +137,8 @@ class DataConfig:
     def __post_init__(self) -> None:
         _validate_fields(self)
         _positive(self, "max_length")
+        if self.per_class_limit is not None and self.per_class_limit < 1:
+            raise ConfigError(f"per_class_limit must be at least 1 example per class (or null for all), got {self.per_class_limit}.")
         if not 0.0 <= self.validation_split < 1.0:
             raise ConfigError(f"validation_split must be in [0, 1), got {self.validation_split}.")
         if self.stride < 0:

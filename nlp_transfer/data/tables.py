@@ -30,6 +30,7 @@ __all__ = [
     "plain_value",
     "TextColumns",
     "split_validation",
+    "per_class_rows",
 ]
 
 logger = logging.getLogger(__name__)
@@ -268,3 +269,46 @@ def _stratified_rows(labels: Sequence[Any], order: list[int], share: float, held
         logger.warning("The validation hold-out has no example of %d class(es) with too few training examples: %s. "
                        "Pass eval_data to measure them.", len(missing), sorted(missing, key=str)[:20])
     return [row for label, rows in by_class.items() for row in rows[: counts[label]]]
+
+
+def per_class_rows(labels: Sequence[Any], limit: int, seed: int) -> tuple[list[int], dict[Any, int]]:
+    """A seeded draw of at most `limit` rows per class (few-shot runs, learning curves).
+
+    Returns the chosen rows in their original order (stable: the same seed gives the same list) and
+    the classes that had fewer than `limit` rows, with their counts (those keep every row).
+
+    Example: ``per_class_rows(["a", "b", "a", "a", "b"], 1, seed=0)`` picks one "a" and one "b".
+    """
+    import numpy as np
+
+    by_class: dict[Any, list[int]] = {}
+    for row, label in enumerate(labels):
+        by_class.setdefault(label, []).append(row)
+    generator = np.random.default_rng(seed)
+    chosen: list[int] = []
+    short: dict[Any, int] = {}
+    # classes in a fixed order (sorted by name), so the draw does not depend on the file's row order of classes
+    for label in sorted(by_class, key=str):
+        rows = by_class[label]
+        if len(rows) <= limit:
+            if len(rows) < limit:
+                short[label] = len(rows)
+            chosen += rows
+        else:
+            chosen += generator.choice(rows, size=limit, replace=False).tolist()
+    return sorted(chosen), short
+
+
+def limit_per_class(examples, limit: int, seed: int):
+    """`examples` (any with `labels` and `take(rows)`) cut to at most `limit` per class, drawn with `seed`.
+
+    Logs what is kept; a class with fewer than `limit` examples keeps all of them, with one warning.
+    """
+    rows, short = per_class_rows(examples.labels, limit, seed)
+    if short:
+        logger.warning("per_class_limit=%d: %d class(es) have fewer training examples and keep all of them: %s.", limit,
+                       len(short), ", ".join(f"{label!r} ({count})" for label, count in list(short.items())[:20]))
+    each = f"at most {limit}" if short else str(limit)
+    logger.info("per_class_limit=%d: training on %s of %s examples (%s per class).", limit, f"{len(rows):,}",
+                f"{len(examples):,}", each)
+    return examples.take(rows)

@@ -4,7 +4,12 @@ The comparison answers at a glance: how much accuracy does each strategy buy, at
 far above training from scratch is each? Points further up and to the left are better; the dashed
 line is the from-scratch control, so the height above it is what pretraining contributed. The
 points are the reported (test) scores; the star marks the best by the split it was chosen on
-(validation), which the footer names.
+(validation), which the footer names. With several seeds a point is the mean, its bar the sample
+std, and the small dots the single seeds, so the spread is seen next to the gaps.
+
+The reliability diagram (`reliability.png`) plots each strategy's confidence against its accuracy
+on the reported split (pooled over seeds): the diagonal is perfect calibration, a line below it an
+overconfident model; the legend gives each ECE.
 
 The ranking shows each candidate's LogME (one row each, best on top) beside its probe accuracy; the
 random twin is grey with a dashed line at its score, and a flagged candidate is red.
@@ -23,7 +28,7 @@ if TYPE_CHECKING:
     from nlp_transfer.selection.comparison import Comparison
     from nlp_transfer.selection.ranking import Ranking
 
-__all__ = ["plot_comparison", "plot_ranking"]
+__all__ = ["plot_comparison", "plot_ranking", "plot_reliability"]
 
 logger = logging.getLogger(__name__)
 
@@ -62,6 +67,7 @@ def plot_comparison(comparison: Comparison, path: Path) -> Path | None:
         marker = "X" if row.is_control else ("*" if row.strategy == comparison.best else "o")
         ax.scatter(max(row.fit_seconds, 1e-3), row.metrics[metric], s=size * (1.6 if marker == "*" else 1), marker=marker,
                    color=_COLOURS.get(row.strategy, "#333333"), edgecolor="black", linewidth=0.6, zorder=3)
+        _seed_spread(ax, row, metric)
     times = [row.fit_seconds for row in rows if row.fit_seconds > 0]
     if times and max(times) / min(times) > 20:
         ax.set_xscale("log")
@@ -78,8 +84,49 @@ def plot_comparison(comparison: Comparison, path: Path) -> Path | None:
         subtitle += f"\nthe best, {best.strategy}, is {gain:+.1f} points above training from scratch"
     ax.set_title(f"Which strategy for this data?\n{subtitle}", fontsize=10)
     chooser = {"held-out": "held-out part of train"}.get(comparison.selection_split, comparison.selection_split)
+    spread = (f"   bars: mean ± std over {comparison.seeds} seeds, dots: single seeds" if comparison.seeds > 1 else "")
     fig.text(0.01, 0.01, f"point area ~ trainable parameters   ★ best by {chooser} {comparison.metric}   "
-             "✕ from-scratch control (random init), dashed line", fontsize=7, color="#555555")
+             f"✕ from-scratch control (random init), dashed line{spread}", fontsize=7, color="#555555")
+    fig.tight_layout()
+    fig.savefig(path)
+    return path
+
+
+def _seed_spread(ax, row, metric: str) -> None:
+    """Several seeds: a std bar through the mean, and each seed as a small dot at its own fit time."""
+    colour = _COLOURS.get(row.strategy, "#333333")
+    if metric in row.metrics_std:
+        ax.errorbar(max(row.fit_seconds, 1e-3), row.metrics[metric], yerr=row.metrics_std[metric], color=colour,
+                    capsize=4, linewidth=1.2, zorder=2)
+    seeds = [(run["fit_seconds"], run["metrics"][metric]) for run in row.per_seed if metric in run["metrics"]]
+    if len(seeds) > 1:
+        ax.scatter([max(x, 1e-3) for x, _ in seeds], [y for _, y in seeds], s=12, color=colour, alpha=0.7,
+                   edgecolor="none", zorder=4)
+
+
+def plot_reliability(comparison: Comparison, path: Path) -> Path | None:
+    """Write the reliability diagram as a PNG; None (and no file) when no strategy has reliability bins."""
+    rows = [row for row in comparison.rows if row.reliability and row.reliability.get("count")]
+    if not rows:
+        return None
+    fig = _figure("reliability.png", figsize=(5.6, 5.2), dpi=150)
+    if fig is None:
+        return None
+    ax = fig.subplots()
+    ax.plot([0, 1], [0, 1], color="#999999", linestyle="--", linewidth=1, label="perfect calibration")
+    for row in rows:
+        bins = row.reliability
+        ax.plot(bins["confidence"], bins["accuracy"], marker="o", markersize=4, linewidth=1.2,
+                color=_COLOURS.get(row.strategy, "#333333"),
+                label=f"{row.strategy}{' (control)' if row.is_control else ''}: ECE {bins['ece']:.3f}")
+    ax.set_xlim(0, 1)
+    ax.set_ylim(0, 1)
+    ax.set_xlabel("confidence (top predicted probability)")
+    ax.set_ylabel("accuracy")
+    pooled = f", {comparison.seeds} seeds pooled" if comparison.seeds > 1 else ""
+    ax.set_title(f"Calibration on the {comparison.split} split{pooled}\nbelow the diagonal: overconfident", fontsize=10)
+    ax.grid(True, alpha=0.3)
+    ax.legend(fontsize=8, loc="upper left")
     fig.tight_layout()
     fig.savefig(path)
     return path

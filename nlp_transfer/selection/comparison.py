@@ -23,6 +23,13 @@ freed but the allocator kept can be reused by a later one without showing up.
 
 A strategy that does not clearly beat the control (or, with no control, the majority label) is
 flagged as negative transfer in the table, compare.json and its metrics.json (`negative_transfer.py`).
+
+One seed cannot tell a real difference from the luck of one draw (head, data order, hold-out). With
+``seeds=N`` (``--seeds N``, ``train.seeds``) every strategy runs on seeds train.seed ... train.seed+N-1
+(folders ``<strategy>/seed-<s>/``); rows show the mean ± sample std, and the top mean on the selection
+split is called the best only when its mean ± std interval clears every other strategy's
+(`tied_with_top`); otherwise the comparison reports a tie. The top mean's best-validation seed keeps
+its model either way.
 """
 
 from __future__ import annotations
@@ -39,7 +46,8 @@ from nlp_transfer.api import RunResult, as_config, fit_run, write_run
 from nlp_transfer.config.run import RunConfig, resolve
 from nlp_transfer.strategies import STRATEGIES
 from nlp_transfer.errors import ConfigError, did_you_mean
-from nlp_transfer.selection.charts import plot_comparison
+from nlp_transfer.selection.charts import plot_comparison, plot_reliability
+from nlp_transfer.selection.seeds import is_number, mean_over_seeds, pooled_reliability, std_over_seeds, tied_with_top
 from nlp_transfer.selection.negative_transfer import (
     baseline_warning,
     majority_baseline,
@@ -47,7 +55,7 @@ from nlp_transfer.selection.negative_transfer import (
     scratch_warning,
 )
 
-__all__ = ["compare", "Comparison", "StrategyScore", "SCRATCH", "DEFAULT_STRATEGIES"]
+__all__ = ["compare", "Comparison", "StrategyScore", "SCRATCH", "DEFAULT_STRATEGIES", "tied_with_top", "pooled_reliability"]
 
 logger = logging.getLogger(__name__)
 
@@ -75,6 +83,13 @@ class StrategyScore:
     warning: str | None = None  # negative transfer: not clearly better than the control (or the majority label)
     selection_metrics: dict[str, Any] = dataclasses.field(default_factory=dict)  # on the split the best is chosen on
     per_type: dict[str, dict[str, Any]] | None = None  # tagging: entity-level scores per type on the reported split
+    # With several seeds `metrics`, `selection_metrics` and the costs are means over seeds; the stds are
+    # sample stds (ddof=1), empty for one seed.
+    metrics_std: dict[str, float] = dataclasses.field(default_factory=dict)
+    selection_std: dict[str, float] = dataclasses.field(default_factory=dict)
+    seeds: list[int] = dataclasses.field(default_factory=list)
+    per_seed: list[dict[str, Any]] = dataclasses.field(default_factory=list)  # seed, metrics, selection_metrics, fit_seconds
+    reliability: dict[str, Any] | None = None  # reported split, pooled over seeds: confidence, accuracy, count per bin; ece
 
     @property
     def is_control(self) -> bool:
@@ -95,6 +110,8 @@ class Comparison:
     majority_baseline: float | None = None  # accuracy of always predicting the split's most frequent label
     selection_split: str = "validation"  # "validation", "held-out" (from train), or `split` itself when there is no validation data
     task: str = "single_label"  # which scores the table shows (`_COLUMNS`)
+    seeds: int = 1  # fits per strategy
+    tied: list[str] = dataclasses.field(default_factory=list)  # the top mean and those within one std of it; [] = clear win
 
     @property
     def warnings(self) -> list[str]:
@@ -122,27 +139,65 @@ class Comparison:
         chooser = {"validation": "val", "held-out": "held-out"}.get(self.selection_split, self.selection_split)
         shown = {"validation": "val", "held-out": "held-out"}.get(self.split, self.split)
         columns = _COLUMNS.get(self.task, _COLUMNS["single_label"])
-        header = (f"{'strategy':<22}" + (f"{chooser + ' ' + _short(self.metric):>14}" if separate else "")
-                  + "".join(f"{shown + ' ' + title:>{width}}" for _, title, width in columns)
+        wide, named = (9, 26) if self.seeds > 1 else (0, 22)  # room for " ± 0.0034" and the tie mark
+        header = (f"{'strategy':<{named}}" + (f"{chooser + ' ' + _short(self.metric):>{14 + wide}}" if separate else "")
+                  + "".join(f"{shown + ' ' + title:>{width + wide}}" for _, title, width in columns)
                   + f"{'fit time':>10}{'samples/s':>11}{'peak mem':>10}  {'trainable parameters':<24}")
         lines = [f"Best by {self.metric}, {self.chosen_on}:", header, "-" * len(header)]
         for row in self.rows:
             name = (row.strategy + (" (control)" if row.is_control else "") + (" *" if row.strategy == self.best else "")
-                    + (" !" if row.warning else ""))
+                    + (" =" if row.strategy in self.tied else "") + (" !" if row.warning else ""))
             share = 100.0 * row.trainable_parameters / max(row.total_parameters, 1)
-            chosen = f"{_cell(row.selection_metrics.get(self.metric)):>14}" if separate else ""
-            cells = "".join(f"{_cell(row.metrics.get(key)):>{width}}" for key, _, width in columns)
-            lines.append(f"{name:<22}{chosen}{cells}"
+            chosen = (f"{_cell(row.selection_metrics.get(self.metric), row.selection_std.get(self.metric)):>{14 + wide}}"
+                      if separate else "")
+            cells = "".join(f"{_cell(row.metrics.get(key), row.metrics_std.get(key)):>{width + wide}}" for key, _, width in columns)
+            lines.append(f"{name:<{named}}{chosen}{cells}"
                          f"{row.fit_seconds:>9.1f}s{row.samples_per_second:>11.1f}{row.peak_memory_mb:>8.0f}MB"
                          f"  {row.trainable_parameters:>12,} ({share:5.1f}%)")
         lines.append(f"* best by {chooser} {self.metric}. Fit time and samples/s cover the whole fit (encoding, "
                      f"evaluation); {self.memory_measured}.")
+        lines += self._seed_lines()
         lines.append("The control is the same architecture trained from random weights.")
         if self.majority_baseline is not None:
             lines.append(f"Always predicting the most frequent label scores accuracy {self.majority_baseline:.4f} "
                          f"on the {self.split} split.")
         lines += [f"! {warning}" for warning in self.warnings]
-        return "\n".join(lines + self._per_type_lines())
+        return "\n".join(lines + self._calibration_lines() + self._per_type_lines())
+
+    @property
+    def rule(self) -> str:
+        """How the best is called, in words (the table footer and compare.json)."""
+        from nlp_transfer.training.metrics import greater_is_better
+
+        below = "" if greater_is_better(self.metric) else " (lower is better: its mean + std below their mean - std)"
+        return (f"with 2 or more seeds the top mean {self.metric} on {self._chooser_words} is called best only when its "
+                f"mean - std is above every other strategy's mean + std{below}; overlapping mean ± std is a tie")
+
+    @property
+    def _chooser_words(self) -> str:
+        return {"held-out": "the held-out part of train"}.get(self.selection_split, self.selection_split)
+
+    def _seed_lines(self) -> list[str]:
+        if self.seeds == 1:
+            return [("One seed cannot tell a difference from noise (head, data order and hold-out are one draw): "
+                     "rerun with --seeds 3 for mean ± std and a tie check.")]
+        seeds = next((row.seeds for row in self.rows if row.seeds), [])
+        lines = [f"Mean ± sample std over {self.seeds} seeds ({', '.join(map(str, seeds))}); {self.rule}."]
+        if self.tied:
+            lines.append(f"= tie between {', '.join(self.tied)}: within one standard deviation on {self._chooser_words} "
+                         f"over {self.seeds} seeds; * marks the top mean, whose model is saved.")
+        else:
+            lines.append(f"{self.best} is best: its interval on {self._chooser_words} clears every other strategy's.")
+        return lines
+
+    def _calibration_lines(self) -> list[str]:
+        rows = [row for row in self.rows if row.reliability]
+        if not rows:
+            return []
+        pooled = " pooled over seeds," if self.seeds > 1 else ""
+        return [f"Calibration on the {self.split} split (ECE,{pooled} lower is better): "
+                + ", ".join(f"{row.strategy} {row.reliability['ece']:.4f}" for row in rows)
+                + "; reliability diagram (confidence against accuracy): reliability.png."]
 
     def _per_type_lines(self) -> list[str]:
         """Tagging: entity-level F1 per type for every strategy, on the reported split."""
@@ -162,18 +217,22 @@ class Comparison:
                 "chosen_on": self.chosen_on, "metric": self.metric, "best": self.best,
                 "memory": self.memory_kind, "memory_measured": self.memory_measured,
                 "majority_baseline": self.majority_baseline, "warnings": self.warnings,
+                "seeds": self.seeds, "best_rule": self.rule, "tied": self.tied,
                 "strategies": [dataclasses.asdict(row) | {"control": row.is_control} for row in self.rows]}
 
 
 def compare(config: RunConfig | str | Path, strategies: Sequence[str] = DEFAULT_STRATEGIES,
-            overrides: Sequence[str] = (), output_dir: str | Path | None = None) -> Comparison:
-    """Train each strategy (and the scratch control) on the configured data; write and return the table."""
+            overrides: Sequence[str] = (), output_dir: str | Path | None = None, seeds: int | None = None) -> Comparison:
+    """Train each strategy (and the scratch control) on the configured data; write and return the table.
+
+    `seeds` (default: train.seeds) fits each strategy that many times, on train.seed, train.seed+1, ...
+    """
     from nlp_transfer.data.sources import load_splits
-    from nlp_transfer.storage.run_folder import check_output_folder, staged_run_folder, write_json
+    from nlp_transfer.storage.run_folder import check_output_folder, staged_run_folder
     from nlp_transfer.training.engine import process_state
     from nlp_transfer.training.metrics import PRIMARY_METRIC, greater_is_better
 
-    base = as_config(config, overrides)
+    base = _with_seeds(as_config(config, overrides), seeds)
     _check_names(strategies)
     name = base.run.name or "compare"
     out = Path(output_dir or base.output.dir or f"runs/{name}")
@@ -181,43 +240,107 @@ def compare(config: RunConfig | str | Path, strategies: Sequence[str] = DEFAULT_
     splits = load_splits(base.data)
     metric = PRIMARY_METRIC[base.model.task]
     higher = greater_is_better(metric)
+    seed_list = [base.train.seed + i for i in range(base.train.seeds)]
     rows: list[StrategyScore] = []
     baseline: float | None = None
-    best: tuple[str, RunResult, float] | None = None  # name, result, validation score
+    best: tuple[str, str, RunResult, float] | None = None  # name, its kept run's folder, result, mean validation score
     with staged_run_folder(out) as folder:
         for strategy in strategies:
             logger.info("compare: training %s (%d of %d)", strategy, len(rows) + 1, len(strategies))
-            result = fit_run(variant(base, strategy, f"{name}-{strategy}", out / strategy), splits)
-            (split, scores), (chosen_on, chosen) = _splits_of(result, splits)
-            baseline = majority_baseline(scores) if baseline is None else baseline  # the same split for every run
-            rows.append(_score(strategy, result, scores, chosen))
-            if best is None or _better(chosen[metric], best[2], higher):  # chosen on validation, never on test
+            fits, (where, result) = _fit_seeds(base, strategy, name, out, folder, splits, seed_list, metric, higher)
+            split, chosen_on = fits[0].split, fits[0].chosen_on
+            baseline = majority_baseline(fits[0].scores) if baseline is None else baseline  # the same split for every run
+            rows.append(_score(strategy, fits))
+            mean = rows[-1].selection_metrics[metric]
+            if best is None or _better(mean, best[3], higher):  # chosen on validation, never on test
                 if best is not None:  # the previous best loses its place: write it without its model
-                    write_run(folder / best[0], best[1], save_model=False, splits=splits)
-                best = (strategy, result, chosen[metric])
+                    write_run(folder / best[1], best[2], save_model=False, splits=splits)
+                best = (strategy, where, result, mean)
             else:
-                write_run(folder / strategy, result, save_model=False, splits=splits)
+                write_run(folder / where, result, save_model=False, splits=splits)
             del result
             gc.collect()
-        write_run(folder / best[0], best[1], save_model=best[1].config.output.save_model, splits=splits)
+        write_run(folder / best[1], best[2], save_model=best[2].config.output.save_model, splits=splits)
         rows = _with_warnings(rows, metric, higher, baseline,
                               base.model.name_or_path if base.model.random_init else None)
-        comparison = Comparison(split, metric, rows, best[0], best[1].memory_kind, _title(base, splits),
-                                majority_baseline=baseline, selection_split=chosen_on, task=base.model.task)
+        tied = tied_with_top(_intervals(rows, metric), higher) if len(seed_list) > 1 else []
+        comparison = Comparison(split, metric, rows, best[0], best[2].memory_kind, _title(base, splits),
+                                majority_baseline=baseline, selection_split=chosen_on, task=base.model.task,
+                                seeds=len(seed_list), tied=tied)
         if process_state().is_main_process:
             _add_warnings_to_runs(folder, rows)
-            write_json(folder / "compare.json", comparison.to_dict())
-            (folder / "compare.md").write_text("```\n" + comparison.table() + "\n```\n", encoding="utf-8")
-            plot_comparison(comparison, folder / "compare.png")
+            _write_outputs(folder, comparison)
     return dataclasses.replace(comparison, path=out)
 
 
-def variant(base: RunConfig, strategy: str, run_name: str, folder: Path) -> RunConfig:
+def _write_outputs(folder: Path, comparison: Comparison) -> None:
+    from nlp_transfer.storage.run_folder import write_json
+
+    write_json(folder / "compare.json", comparison.to_dict())
+    (folder / "compare.md").write_text("```\n" + comparison.table() + "\n```\n", encoding="utf-8")
+    plot_comparison(comparison, folder / "compare.png")
+    plot_reliability(comparison, folder / "reliability.png")  # nothing when the scores carry no reliability bins
+
+
+def _with_seeds(config: RunConfig, seeds: int | None) -> RunConfig:
+    """`config` with `seeds` (compare's argument) in place of train.seeds."""
+    if seeds is None:
+        return config
+    if isinstance(seeds, bool) or not isinstance(seeds, int) or seeds < 1:
+        raise ConfigError(f"seeds must be a whole number of runs per strategy, at least 1; got {seeds!r}. "
+                          "Try --seeds 3.")
+    return dataclasses.replace(config, train=dataclasses.replace(config.train, seeds=seeds))
+
+
+@dataclass(frozen=True)
+class _Fit:
+    """What one seed's fit leaves for the table once its model is gone."""
+
+    seed: int
+    split: str  # reported
+    scores: dict[str, Any]
+    chosen_on: str
+    chosen: dict[str, Any]
+    result: dict[str, Any]  # fit_seconds, samples_per_second, peak_memory_mb, trainable, total, epochs, learning_rate
+
+
+def _fit_seeds(base: RunConfig, strategy: str, name: str, out: Path, folder: Path, splits, seeds: list[int],
+               metric: str, higher: bool) -> tuple[list[_Fit], tuple[str, RunResult]]:
+    """Fit `strategy` once per seed. Every run but the best-validation one is written (without its model)
+    at once; that one is returned unwritten, with its folder, for `compare` to decide on its model."""
+    fits: list[_Fit] = []
+    kept: tuple[str, RunResult, float] | None = None
+    for seed in seeds:
+        where, run_name = (strategy, f"{name}-{strategy}") if len(seeds) == 1 else (
+            f"{strategy}/seed-{seed}", f"{name}-{strategy}-seed-{seed}")
+        if len(seeds) > 1:
+            logger.info("compare: %s, seed %d (%d of %d)", strategy, seed, len(fits) + 1, len(seeds))
+        result = fit_run(variant(base, strategy, run_name, out / where, seed=seed), splits)
+        (split, scores), (chosen_on, chosen) = _splits_of(result, splits)
+        fits.append(_Fit(seed, split, scores, chosen_on, chosen, {
+            "fit_seconds": result.fit_seconds, "samples_per_second": result.train_samples_per_second,
+            "peak_memory_mb": result.peak_memory_mb, "trainable": result.parameters["trainable"],
+            "total": result.parameters["total"], "epochs": result.config.train.epochs,
+            "learning_rate": result.config.train.learning_rate}))
+        if kept is None or _better(chosen[metric], kept[2], higher):
+            if kept is not None:
+                write_run(folder / kept[0], kept[1], save_model=False, splits=splits)
+            kept = (where, result, chosen[metric])
+        else:
+            write_run(folder / where, result, save_model=False, splits=splits)
+        del result
+        gc.collect()
+    return fits, (kept[0], kept[1])
+
+
+def variant(base: RunConfig, strategy: str, run_name: str, folder: Path, seed: int | None = None) -> RunConfig:
     """The config of one compared strategy: the base config with this strategy (or the control).
 
-    Its output is the strategy's own folder (never replaced by a rerun of its config.yaml).
+    Its output is the strategy's own folder (never replaced by a rerun of its config.yaml). Each run is
+    one seed (`seed`, default train.seed), so its config.yaml replays with `nlp-transfer train`.
     """
-    model, train = base.model, base.train
+    model = base.model
+    train = dataclasses.replace(base.train, seed=base.train.seed if seed is None else seed, seeds=1)
     if strategy == SCRATCH:
         model = dataclasses.replace(model, random_init=True)
         train = dataclasses.replace(train, learning_rate=train.learning_rate or SCRATCH_LEARNING_RATE)
@@ -268,11 +391,13 @@ def _add_warnings_to_runs(folder: Path, rows: list[StrategyScore]) -> None:
     from nlp_transfer.storage.run_folder import write_json
 
     for row in rows:
-        path = folder / row.strategy / "metrics.json"
-        if row.warning and path.is_file():
-            metrics = json.loads(path.read_text(encoding="utf-8"))
-            metrics["warnings"] = [*metrics.get("warnings", []), row.warning]
-            write_json(path, metrics)
+        if not row.warning:
+            continue
+        for path in [folder / row.strategy / "metrics.json", *sorted((folder / row.strategy).glob("seed-*/metrics.json"))]:
+            if path.is_file():  # one seed: the strategy's folder; several: each seed's
+                metrics = json.loads(path.read_text(encoding="utf-8"))
+                metrics["warnings"] = [*metrics.get("warnings", []), row.warning]
+                write_json(path, metrics)
 
 
 def _check_names(strategies: Sequence[str]) -> None:
@@ -305,14 +430,33 @@ def _splits_of(result: RunResult, splits) -> tuple[tuple[str, dict[str, Any]], t
     return reported, chosen or reported
 
 
-def _score(strategy: str, result: RunResult, scores: dict[str, Any], chosen: dict[str, Any]) -> StrategyScore:
-    def numbers(metrics: dict[str, Any]) -> dict[str, Any]:
-        return {k: v for k, v in metrics.items() if isinstance(v, (int, float)) and k != "epoch"}
+def _score(strategy: str, fits: list[_Fit]) -> StrategyScore:
+    """One row: the mean over seeds (one seed: its numbers as they are), with sample stds."""
+    reported = [_numbers(fit.scores) for fit in fits]
+    selection = [_numbers(fit.chosen) for fit in fits]
+    cost = mean_over_seeds([fit.result for fit in fits])
+    first = fits[0].result
+    per_type = fits[0].scores.get("per_type")
+    if len(fits) > 1 and per_type:
+        per_type = {name: mean_over_seeds([fit.scores["per_type"].get(name, {}) for fit in fits]) for name in per_type}
+    return StrategyScore(strategy, mean_over_seeds(reported), cost["fit_seconds"], cost["samples_per_second"],
+                         cost["peak_memory_mb"], first["trainable"], first["total"], first["epochs"],
+                         first["learning_rate"], selection_metrics=mean_over_seeds(selection), per_type=per_type,
+                         metrics_std=std_over_seeds(reported), selection_std=std_over_seeds(selection),
+                         seeds=[fit.seed for fit in fits],
+                         per_seed=[{"seed": fit.seed, "metrics": numbers, "selection_metrics": chosen,
+                                    "fit_seconds": fit.result["fit_seconds"]}
+                                   for fit, numbers, chosen in zip(fits, reported, selection)],
+                         reliability=pooled_reliability([fit.scores.get("reliability") for fit in fits]))
 
-    return StrategyScore(strategy, numbers(scores), result.fit_seconds, result.train_samples_per_second,
-                         result.peak_memory_mb, result.parameters["trainable"], result.parameters["total"],
-                         result.config.train.epochs, result.config.train.learning_rate,
-                         selection_metrics=numbers(chosen), per_type=scores.get("per_type"))
+
+def _numbers(metrics: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in metrics.items() if isinstance(v, (int, float)) and not isinstance(v, bool) and k != "epoch"}
+
+
+def _intervals(rows: list[StrategyScore], metric: str) -> dict[str, tuple[float, float]]:
+    return {row.strategy: (row.selection_metrics[metric], row.selection_std.get(metric, 0.0))
+            for row in rows if is_number(row.selection_metrics.get(metric))}
 
 
 def _better(value: float, other: float, higher: bool) -> bool:
@@ -332,5 +476,7 @@ def _short(metric: str) -> str:
     return {"accuracy": "acc", "f1_macro": "F1", "f1_micro": "F1 micro", "f1": "F1"}.get(metric, metric)
 
 
-def _cell(value: Any) -> str:
-    return f"{value:.4f}" if isinstance(value, (int, float)) else "-"
+def _cell(value: Any, std: float | None = None) -> str:
+    if not isinstance(value, (int, float)):
+        return "-"
+    return f"{value:.4f}" + (f" ± {std:.4f}" if isinstance(std, (int, float)) else "")
