@@ -27,9 +27,10 @@ if TYPE_CHECKING:
     from nlp_transfer.backbones import Backbone
     from nlp_transfer.modeling.transfer_model import TransferModel
 
-__all__ = ["Strategy", "FeatureExtraction", "Partial", "Full", "Lora", "Gradual", "StrategySpec", "STRATEGIES",
-           "FeatureExtractionOptions", "PartialOptions", "FullOptions", "LoraOptions", "GradualOptions",
-           "make_strategy", "strategy_spec", "strategy_defaults", "parameter_groups"]
+__all__ = ["Strategy", "FeatureExtraction", "Partial", "Full", "Lora", "Gradual", "Contrastive", "StrategySpec",
+           "STRATEGIES", "FeatureExtractionOptions", "PartialOptions", "FullOptions", "LoraOptions", "GradualOptions",
+           "ContrastiveOptions",
+           "make_strategy", "strategy_spec", "supports", "strategy_defaults", "parameter_groups"]
 
 logger = logging.getLogger(__name__)
 
@@ -95,18 +96,45 @@ class GradualOptions:
         _in_unit_interval(self, "layer_lr_decay")
 
 
+@dataclass
+class ContrastiveOptions:
+    """SetFit: the encoder tuned on same/different-label sentence pairs first, then frozen; a head on its embeddings."""
+
+    num_iterations: int = _f(20, "Rounds of pair sampling: each round gives every example one positive and one negative "
+                                 "pair (SetFit's default 20).")
+    max_pairs: int | None = _f(4000, "At most this many pairs (a seeded random subset), so larger training sets stay "
+                                     "affordable; null: all of them.")
+    pair_epochs: int = _f(1, "Passes over the pairs.")
+    pair_batch_size: int = _f(16, "Pairs per optimizer step while tuning the encoder.")
+
+    def __post_init__(self) -> None:
+        _validate_fields(self)
+        _positive(self, "num_iterations", "pair_epochs", "pair_batch_size")
+        if self.max_pairs is not None:
+            _positive(self, "max_pairs")
+
+
 # ----------------------------------------------------------------- strategies
 class Strategy:
     """Base class. `apply` sets ``requires_grad`` on every parameter of the model."""
 
     name: str = ""
-    frozen_backbone: bool = False  # True: backbone outputs are fixed, so features can be cached
+    frozen_backbone: bool = False  # True: backbone outputs are fixed while the head trains, so features can be cached
+    tunes_backbone_first: bool = False  # True: `tune_backbone` trains the encoder before the head (contrastive)
 
     def __init__(self, options: Any) -> None:
         self.options = options
 
     def check(self, backbone: Backbone) -> None:
         """Raise `StrategyError` when the options do not fit this backbone (before anything trains)."""
+
+    def check_task(self, task: str, pairs: bool = False) -> None:
+        """Raise `StrategyError` when the strategy cannot learn this task (or sentence pairs)."""
+
+    def tune_backbone(self, model: TransferModel, train_set: Any, collate: Any, seed: int, learning_rate: float,
+                      accelerator: Any) -> dict[str, Any] | None:
+        """A stage that trains the backbone before the head, where the strategy has one; what it did."""
+        return None
 
     def apply(self, model: TransferModel) -> None:
         self.check(model.backbone)
@@ -255,6 +283,69 @@ class Gradual(Strategy):
         return [*reversed(backbone.blocks()), backbone.stem()]
 
 
+class Contrastive(Strategy):
+    """SetFit (Tunstall et al. 2022): contrastive tuning of the encoder on pairs of labelled examples,
+    then the encoder frozen and a new head trained on its embeddings (cached, as in feature_extraction).
+
+    The tuning stage trains every encoder weight at the encoder learning rate (`train.learning_rate`);
+    the head then trains for `train.epochs` at `train.head_learning_rate`, its best epoch chosen on
+    the evaluation data. Single-label classification of single texts: a pair's label says whether
+    two examples belong together, which needs one class per example.
+    """
+
+    name = "contrastive"
+    frozen_backbone = True
+    tunes_backbone_first = True
+
+    def check(self, backbone: Backbone) -> None:
+        if getattr(backbone, "hf_config", None) is None:  # text backbones carry their transformers config
+            raise StrategyError("strategy 'contrastive' tunes a sentence encoder on text pairs; for images use "
+                                "feature_extraction, partial, full or lora.")
+
+    def check_task(self, task: str, pairs: bool = False) -> None:
+        if task != "single_label":
+            raise StrategyError(f"strategy 'contrastive' needs single-label classification (its pairs are 'same label' "
+                                f"or 'different label'), not task {task!r}. Use feature_extraction or lora for it.")
+        if pairs:
+            raise StrategyError("strategy 'contrastive' embeds single texts, so it cannot take sentence pairs "
+                                "(text_pair). Use lora or full for pair tasks.")
+
+    def _unfreeze(self, model: TransferModel) -> None:
+        pass
+
+    def _kept_in_eval(self, model: TransferModel) -> list[nn.Module]:
+        return [model.backbone]
+
+    def tune_backbone(self, model: TransferModel, train_set: Any, collate: Any, seed: int, learning_rate: float,
+                      accelerator: Any) -> dict[str, Any]:
+        from nlp_transfer.training.contrastive import PairSettings, sample_pairs, tune_encoder
+
+        options = self.options
+        labels = train_set.targets.numpy()
+        pairs = sample_pairs(labels, options.num_iterations, seed, options.max_pairs)
+        settings = PairSettings(num_iterations=options.num_iterations, max_pairs=options.max_pairs,
+                                epochs=options.pair_epochs, batch_size=options.pair_batch_size, learning_rate=learning_rate)
+        with torch_fork_rng(seed):
+            done = tune_encoder(model.backbone, train_set, collate, pairs, settings, accelerator, seed)
+        model.keep_in_eval(self._kept_in_eval(model))  # frozen again for the head
+        return done
+
+
+def torch_fork_rng(seed: int):
+    """A seeded random state for a stage (dropout while tuning), the global one untouched."""
+    import contextlib
+
+    import torch
+
+    @contextlib.contextmanager
+    def forked():
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            yield
+
+    return forked()
+
+
 def _describe_depth(depth: int, blocks: int) -> str:
     """'the head only', 'the head + layers 5-6', 'the head + layers 1-6 + the stem' (layers count from 1 at the bottom)."""
     if depth == 0:
@@ -288,6 +379,8 @@ class StrategySpec:
     card: str  # how the model card says what trained; {option} names are filled from the saved options
     needs: tuple[str, ...] = ()  # backbone members it relies on beyond the forward pass (see backbones.Backbone)
     modalities: tuple[str, ...] = ("text", "vision")  # backbones it is tested on (the strategy x backbone matrix)
+    # tasks it can learn (check_task refuses the others with the reason); None: every task
+    tasks: tuple[str, ...] | None = None
 
 
 # Text defaults measured on SST-2 with MiniLM-L6 (bench/sst2_defaults.py). Vision defaults chosen on
@@ -326,7 +419,21 @@ STRATEGIES: dict[str, StrategySpec] = {
          "vision": {"epochs": 8, "learning_rate": 1e-4, "head_learning_rate": 1e-2}},
         "gradual unfreezing: a new head first, then {groups_per_epoch} more encoder layer group(s) from the top "
         "each epoch, with layer-wise learning-rate decay {layer_lr_decay}", needs=("stem", "blocks")),
+    "contrastive": StrategySpec(
+        Contrastive, ContrastiveOptions,
+        # SetFit's body learning rate (2e-5); the head's epochs and rate chosen on SST-2 / TREC validation
+        # splits at 8-64 examples per class (bench/learning_curve.py)
+        {"text": {"epochs": 20, "learning_rate": 2e-5, "head_learning_rate": 1e-2}},
+        "the encoder tuned contrastively (SetFit) on up to {max_pairs} same/different-label pairs "
+        "({num_iterations} rounds), then frozen; a new head trained on its embeddings",
+        modalities=("text",), tasks=("single_label",)),
 }
+
+
+def supports(name: str, modality: str, task: str) -> bool:
+    """Whether strategy `name` runs on this modality and task (the test matrices and compare read it)."""
+    spec = strategy_spec(name)
+    return modality in spec.modalities and (spec.tasks is None or task in spec.tasks)
 
 
 def strategy_spec(name: str) -> StrategySpec:

@@ -25,6 +25,13 @@ def make(model_dir, strategy, task="single_label", **kwargs):
     return TextClassifier.from_pretrained(model_dir, strategy=strategy, task=task_name, **{**OPTIONS.get(strategy, {}), **kwargs})
 
 
+def skip_unsupported(strategy: str, task: str) -> None:
+    """The task matrix covers each strategy's own tasks; refusals of the others: test_contrastive.py."""
+    if not strategies.supports(strategy, "text", "single_label" if task == "pairs" else task) or (
+            task == "pairs" and strategy == "contrastive"):
+        pytest.skip(f"{strategy} does not learn {task}")
+
+
 def head_size(clf) -> int:
     config = clf.model.head.config
     h, c = config.in_features, config.num_outputs
@@ -56,6 +63,7 @@ def test_trainable_parameter_counts(tiny_model, strategy):
         # LoRA on query and value: A (r x h) and B (h x r) each, per layer
         "lora": head_size(clf) + layers * 2 * (4 * hidden + hidden * 4),
         "gradual": head_size(clf),  # before training: the head alone (test_gradual.py follows the epochs)
+        "contrastive": head_size(clf),  # the head trains; the encoder only in the pair stage before it
     }[strategy]
     extra_lora = layers * 2 * (4 * hidden * 2) if strategy == "lora" else 0
     summary = clf.parameter_summary()
@@ -80,6 +88,7 @@ def test_lora_defaults_per_architecture(model_dirs):
 @pytest.mark.parametrize("task", list(TASK_DATA))
 @pytest.mark.parametrize("strategy", STRATEGIES)
 def test_frozen_weights_unchanged_and_trainable_ones_move(tiny_model, strategy, task):
+    skip_unsupported(strategy, task)
     clf = make(tiny_model, strategy, task)
     rows = TASK_DATA[task](48)
     clf.fit(rows, rows[:16], **FAST)  # fit builds the head from the data's labels
@@ -89,6 +98,8 @@ def test_frozen_weights_unchanged_and_trainable_ones_move(tiny_model, strategy, 
     after = dict(clf.model.named_parameters())
     if strategy == "gradual":  # a second fit starts over from the head: frozen is what its last epoch did not reach
         frozen = {n for n, p in after.items() if not p.requires_grad}
+    if strategy == "contrastive":  # every encoder weight trains in the pair stage, frozen only under the head
+        frozen = set()
     for name in frozen:
         assert torch.equal(before[name], after[name].detach()), f"frozen {name} changed"
     trainable = {n for n in after if n not in frozen}
@@ -97,7 +108,8 @@ def test_frozen_weights_unchanged_and_trainable_ones_move(tiny_model, strategy, 
     encoder = {n for n in trainable if not n.startswith("head.")}
     expected = {"feature_extraction": lambda n: False, "full": lambda n: True, "lora": lambda n: "lora_" in n,
                 "partial": lambda n: ".layer.1." in n,  # tiny models have 2 layers; unfreeze_last=1
-                "gradual": lambda n: ".layer.1." in n}[strategy]  # epoch 1 the head, epoch 2 + the top layer
+                "gradual": lambda n: ".layer.1." in n,  # epoch 1 the head, epoch 2 + the top layer
+                "contrastive": lambda n: True}[strategy]
     assert encoder == {n for n in after if not n.startswith("head.") and expected(n)}, strategy
 
 
@@ -199,6 +211,7 @@ def test_early_stopping_stops(model_dirs):
 @pytest.mark.parametrize("task", list(TASK_DATA))
 @pytest.mark.parametrize("strategy", STRATEGIES)
 def test_save_then_load_gives_identical_predictions(tiny_model, strategy, task, tmp_path):
+    skip_unsupported(strategy, task)
     clf = make(tiny_model, strategy, task)
     rows = TASK_DATA[task](48)
     clf.fit(rows, rows[:16], **FAST)
@@ -333,6 +346,8 @@ def test_metrics_follow_the_weights_kept(model_dirs, keep_best):
     again = clf.evaluate(held)
     reported = {k: v for k, v in clf.metrics.items() if k != "epoch"}
     assert set(reported) == set(again) and again["confusion_matrix"] == reported.pop("confusion_matrix")
+    for key, values in reported.pop("reliability").items():
+        assert again["reliability"][key] == pytest.approx(values, abs=1e-6), key
     for name, value in reported.items():  # the loss differs between epochs, so a wrong epoch's row shows
         assert again[name] == pytest.approx(value, abs=1e-6), name
 

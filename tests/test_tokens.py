@@ -24,7 +24,7 @@ from nlp_transfer.errors import ConfigError, DataError, NLPTransferError
 from nlp_transfer.tasks import IGNORED
 from nlp_transfer.training.metrics import compute_token_metrics
 
-STRATEGIES = [n for n, spec in strategies.STRATEGIES.items() if "text" in spec.modalities]  # every registered text strategy
+STRATEGIES = [n for n in strategies.STRATEGIES if strategies.supports(n, "text", "token_classification")]  # every tagging one
 OPTIONS = {"partial": {"unfreeze_last": 1}, "lora": {"r": 4}}
 FAST = {"batch_size": 16, "learning_rate": 5e-3, "head_learning_rate": 5e-3, "feature_cache_dir": "memory"}
 # two epochs in which every strategy moves its weights and starts predicting entities (gradual: head, then top layer)

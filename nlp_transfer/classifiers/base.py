@@ -29,6 +29,7 @@ from nlp_transfer.modeling.transfer_model import TransferModel
 from nlp_transfer.strategies import Strategy, make_strategy, parameter_groups
 from nlp_transfer.storage.model_folder import METADATA_FILE, ModelMetadata, read_metadata, save_tensors, write_folder
 from nlp_transfer.tasks import Task, check_learnable, get_task, infer_labels, predicted_labels
+from nlp_transfer.training.calibration import check_calibration, choose_temperature, fold_temperature
 from nlp_transfer.training.engine import TrainingHistory, make_accelerator, run_inference, train_loop
 from nlp_transfer.training.features import FeatureCache, FeatureDataset, default_cache_dir, encode_features
 
@@ -60,6 +61,7 @@ class Classifier:
         self.data_config = DataConfig()
         self.training: TrainingConfig | None = None
         self.metrics: dict[str, Any] | None = None
+        self.calibration: dict[str, Any] | None = None  # the temperature-scaling record of the last fit (`_calibrate`)
         # regression: (mean, std) of the first fit's targets. The head learns standardised targets
         # (targets around 1000 otherwise start a head whose outputs are near 0 a long way off, and
         # it ends predicting a constant); predictions and metrics are in the user's units.
@@ -73,7 +75,8 @@ class Classifier:
         # fine-tuned before): such adapters cannot be saved apart from their base, so saves merge them
         self._adapter_base_in_memory = False
         self._accelerator = None
-        strategy.check(backbone)  # a strategy that cannot fit this model fails now, not at fit
+        strategy.check(backbone)  # a strategy that cannot fit this model (or task) fails now, not at fit
+        strategy.check_task(task.name)
         self._num_outputs = self._outputs_for(labels, num_labels)
         if self._num_outputs is not None:
             self._build_head(self._num_outputs)
@@ -200,7 +203,9 @@ class Classifier:
         if "seed" in settings or training is not None:  # a seed the caller chose redraws an untrained head
             self._seed_initialisation(resolved.seed)
         train_ex, eval_ex = self._train_and_eval_examples(train, eval_data, resolved, data_config)
+        self.strategy.check_task(self.task.name, pairs=getattr(self, "uses_text_pair", False))
         metric = self._check_best_metric(resolved, eval_ex is not None)
+        check_calibration(resolved.calibration, self.task.name, eval_ex is not None)
         train_set = self._training_dataset(train_ex, self._targets(train_ex.labels, "train"), resolved.seed)
         eval_set = self._evaluation_dataset(eval_ex, self._targets(eval_ex.labels, "eval_data")) if eval_ex else None
         eval_set_inputs = eval_set  # what the scores are computed for (the cache swaps the dataset, not the examples)
@@ -214,6 +219,10 @@ class Classifier:
         self._check_fits_the_launch(accelerator)
         model = self._require_model().to(accelerator.device)
         collate = self._collator(accelerator)
+        tuned = None
+        if self.strategy.tunes_backbone_first:  # contrastive: the encoder learns from pairs before the head trains
+            tuned = self.strategy.tune_backbone(model, self._encoding_view(train_set), collate, resolved.seed,
+                                                resolved.learning_rate, accelerator)
         cached = self.strategy.frozen_backbone and resolved.cache_features
         if cached:
             train_set, eval_set, collate = self._cached(train_set, eval_set, collate, resolved, accelerator)
@@ -244,10 +253,32 @@ class Classifier:
 
         if not tracking.in_session():  # else the caller logs its final metrics and closes them
             tracking.end(accelerator)
+        if tuned is not None:
+            history = dataclasses.replace(history, backbone_tuning=tuned)
         self.training, self.history = resolved, history
         self._initial_seed = None  # trained: a later fit continues from these weights
         self.metrics = _final_metrics(history, resolved.load_best_model_at_end)
+        self._calibrate(resolved, eval_loader, eval_set_inputs)
         return history
+
+    def _calibrate(self, settings: TrainingConfig, eval_loader: DataLoader | None, dataset: Dataset | None) -> None:
+        """Temperature scaling (`settings.calibration`) on the evaluation split's logits of the final weights.
+
+        T is folded into the head's output layer, so predictions, every saved layout and exports carry
+        it; `metrics` are re-scored as the model now predicts (the per-epoch history stays as trained)."""
+        self.calibration = None  # a record describes this fit's weights only
+        if eval_loader is None or self.task.name != "single_label" or settings.calibration == "none":
+            return
+        model = self._require_model().eval()  # after FSDP, the plain copy `_adopt_unsharded` took
+        forward = lambda batch: model(**{k: v for k, v in batch.items() if k != "labels"})["logits"]  # noqa: E731
+        logits, targets = run_inference(forward, eval_loader, self._accelerator, "Calibrating")
+        fit = choose_temperature(logits, targets, settings.calibration, seed=settings.seed)
+        logger.info("%s", fit.summary())
+        self.calibration = fit.record()
+        if fit.applied:
+            fold_temperature(model.head.out, fit.temperature)
+            epoch = (self.metrics or {}).get("epoch")
+            self.metrics = self._score(settings.extra_metrics, dataset)(logits / fit.temperature, targets) | {"epoch": epoch}
 
     def _check_fits_the_launch(self, accelerator) -> None:
         from nlp_transfer.training.sharding import is_sharded
@@ -411,6 +442,7 @@ class Classifier:
         clf.target_scale = tuple(meta.target_scale) if meta.target_scale else None
         clf._set_head_weights(clf._saved_head(folder, meta), folder)
         clf.metrics = meta.metrics
+        clf.calibration = meta.temperature_scaling
         return clf
 
     def save(self, path: str | Path, *, merge_lora: bool = False) -> Path:
@@ -457,7 +489,8 @@ class Classifier:
             strategy=self._strategy_record(merged), data=dataclasses.asdict(self.data_config),
             training=dataclasses.asdict(self.training) if self.training else None, metrics=self.metrics,
             parameters=self.parameter_summary(), library_version=__version__,
-            target_scale=list(self.target_scale) if self.target_scale else None, **self._metadata_extras())
+            target_scale=list(self.target_scale) if self.target_scale else None, temperature_scaling=self.calibration,
+            **self._metadata_extras())
 
     def push_to_hub(self, repo_id: str, *, private: bool = False, token: str | None = None,
                     commit_message: str | None = None, merge_lora: bool = False, license: str | None = None) -> str | None:
@@ -523,6 +556,7 @@ class Classifier:
             self.backbone.encoder = encoder.merge_and_unload()
         self._adapter_base_in_memory = True  # any new adapters sit on these weights, which no Hub id names
         new.check(self.backbone)
+        new.check_task(self.task.name)
         self.strategy, self._apply_strategy = new, True
         new.apply(self._require_model())
         logger.info("Continuing from the saved weights with strategy %s %s.", new.name, new.describe()["options"])

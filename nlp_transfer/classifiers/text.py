@@ -142,7 +142,9 @@ class TextClassifier(Classifier):
                 trust_remote_code=settings.trust_remote_code, allow_pickle=settings.allow_pickle,
                 random_init=settings.random_init, num_layers=settings.num_layers,
                 combine_layers=settings.combine_layers, backbone_class=cls.backbone_class)
-        if settings.pool_layers is None and strategy.frozen_backbone:
+        # the top 4 layers carry more than the last for a frozen encoder; a contrastively tuned one is
+        # tuned on its own pooled output (the last layer's), which the head must then see
+        if settings.pool_layers is None and strategy.frozen_backbone and not strategy.tunes_backbone_first:
             backbone.pool_layers = min(_FROZEN_POOL_LAYERS, len(backbone.blocks()))
         pooler = _detach_pooler(backbone)
         return cls(tokenizer, backbone, base_model=_source_name(settings.name_or_path),

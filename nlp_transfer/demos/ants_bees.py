@@ -77,7 +77,9 @@ def run_ants_bees_demo(data: str | Path | None = None, output: str | Path = "run
         raise DataError("The ants/bees photos were not found: give --data PATH (the hymenoptera folder, with train/ "
                         "and val/), or set NLP_TRANSFER_HYMENOPTERA.")
     config = ants_bees_config(folder, output, overrides)
-    comparison = compare(config, strategies=(*STRATEGIES, SCRATCH))  # every registered strategy, gradual too
+    # every registered strategy that runs on images, gradual too
+    comparison = compare(config, strategies=(*[name for name, spec in STRATEGIES.items() if "vision" in spec.modalities],
+                                             SCRATCH))
     best = find_model_folder(comparison.path)
     test_images = sorted((folder / "val" / "ants").glob("*.jpg"))[:SHOWN_PREDICTIONS // 2] + \
         sorted((folder / "val" / "bees").glob("*.jpg"))[:SHOWN_PREDICTIONS // 2]

@@ -58,7 +58,7 @@ def model_card(meta: ModelMetadata, *, title: str | None = None, repo_id: str | 
     if meta.labels:
         heading = "Tags (IOB2)" if meta.task == "token_classification" else "Labels"
         lines += [f"## {heading}", "", ", ".join(f"`{label}`" for label in meta.labels), ""]
-    lines += _results(results) + _per_type(results) + _training(meta, environment) + _usage(meta, repo_id)
+    lines += _results(results) + _calibration(meta) + _per_type(results) + _training(meta, environment) + _usage(meta, repo_id)
     return "\n".join(lines)
 
 
@@ -98,6 +98,19 @@ def _results(results: dict[str, dict[str, Any]]) -> list[str]:
         cells = [f"{scores[m]:.4f}" if isinstance(scores.get(m), (int, float)) else "" for m in names]
         lines.append(f"| {split} | " + " | ".join(cells) + " |")
     return [*lines, ""]
+
+
+def _calibration(meta: ModelMetadata) -> list[str]:
+    """One line on temperature scaling, when the fit tried it."""
+    fit = meta.temperature_scaling
+    if not fit:
+        return []
+    verdict = ("applied: the probabilities (and the results above) are those of the scaled logits" if fit["applied"]
+               else f"not applied ({fit['reason']})")
+    line = (f"Temperature scaling: T={fit['temperature']:.3f} fitted on {fit['examples']} validation examples, ECE "
+            f"{fit['validation_ece_before']:.4f} -> {fit['validation_ece_after']:.4f}, NLL {fit['validation_nll_before']:.4f} "
+            f"-> {fit['validation_nll_after']:.4f}; {verdict}.")
+    return [line, ""]
 
 
 def _per_type(results: dict[str, dict[str, Any]]) -> list[str]:

@@ -69,6 +69,9 @@ class ModelMetadata:
     # regression: [mean, std] of the training targets; head.safetensors holds the standardised head,
     # the architectures' own layouts (transformers, timm) the output layer in the user's units
     target_scale: list[float] | None = None
+    # single-label: the temperature fitted on validation after training (`calibration.TemperatureFit.record`);
+    # when applied, 1/T is already folded into the saved output layer, so loaders need do nothing
+    temperature_scaling: dict[str, Any] | None = None
     library_version: str = ""
     format_version: int = FORMAT_VERSION
 

@@ -42,6 +42,7 @@ class TrainingHistory:
     best_metric: float | None = None
     train_seconds: float = 0.0
     stopped_early: bool = False
+    backbone_tuning: dict[str, Any] | None = None  # a stage before the head (contrastive pairs): what it did
 
     def to_dict(self) -> dict[str, Any]:
         return {k: getattr(self, k) for k in self.__dataclass_fields__}
