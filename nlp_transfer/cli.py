@@ -179,8 +179,9 @@ def _parser() -> argparse.ArgumentParser:
                   _compare)
     sub.add_argument("config", help="YAML recipe: model, data and budget shared by every strategy")
     sub.add_argument("overrides", nargs="*", help=overrides_help)
-    sub.add_argument("--strategies", default="feature_extraction,partial,lora,full,scratch",
-                     help="comma-separated: feature_extraction, partial, lora, full, scratch (default: all)")
+    sub.add_argument("--strategies", help="comma-separated: feature_extraction, partial, lora, full, contrastive, gradual, "
+                                           "scratch (default: all but gradual that can learn the task; contrastive: "
+                                           "single-label, single texts)")
     sub.add_argument("--output", help="folder for compare.json and the runs (default: output.dir or runs/<run.name>)")
     sub.add_argument("--overwrite", action="store_true", help="replace an existing folder once the comparison finishes")
     sub.add_argument("--seeds", type=int, help="runs per strategy, seeds train.seed, train.seed+1, ...: the table shows "
@@ -393,7 +394,7 @@ def _compare(args: argparse.Namespace) -> int:
     _logging(config.run.log_level)
     from nlp_transfer.selection.comparison import compare
 
-    strategies = [s.strip() for s in args.strategies.split(",") if s.strip()]
+    strategies = [s.strip() for s in args.strategies.split(",") if s.strip()] if args.strategies else None
     result = compare(config, strategies, output_dir=args.output, seeds=args.seeds)
     if _is_main():
         print(result.table())

@@ -267,7 +267,7 @@ def test_demo_every_strategy_beats_the_scratch_control(tmp_path):
     assert done.returncode == 0, done.stderr[-3000:]
     summary = json.loads((tmp_path / "demo" / "compare.json").read_text())
     scores = {row["strategy"]: row["metrics"]["accuracy"] for row in summary["strategies"]}
-    assert set(scores) == {"feature_extraction", "partial", "lora", "full", "scratch"}
+    assert set(scores) == {"feature_extraction", "partial", "lora", "full", "contrastive", "scratch"}
     assert all(scores[s] > scores["scratch"] + 0.1 for s in scores if s != "scratch"), scores
     assert "scratch (control)" in done.stdout and "on new sentences" in done.stdout
 

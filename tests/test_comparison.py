@@ -193,3 +193,24 @@ def test_seeds_must_be_at_least_one(model_dirs, tmp_path):
     assert main(["train", str(TINY), *_overrides(model_dirs["bert"], data, tmp_path / "run"), "train.seeds=2"]) == 2
     assert main(["compare", str(TINY), *_overrides(model_dirs["bert"], data, tmp_path / "cmp"), "--seeds", "0"]) == 2
     assert not (tmp_path / "run").exists() and not (tmp_path / "cmp").exists()
+
+
+def test_default_strategies_are_those_that_can_learn_the_task_and_a_misfit_is_refused_before_training(model_dirs, tmp_path):
+    from conftest import multi_label_rows, pair_rows
+    from nlp_transfer.data.sources import load_splits
+    from test_cli import _write_jsonl
+
+    single = load_config(TINY, _overrides(model_dirs["bert"], _write_data(tmp_path / "single"), tmp_path / "a"))
+    assert comparison.default_strategies(single, load_splits(single.data)) == comparison.DEFAULT_STRATEGIES
+    folder = tmp_path / "other"
+    folder.mkdir()
+    multi = load_config(TINY, _overrides(model_dirs["bert"], {"train": _write_jsonl(folder / "m.jsonl", multi_label_rows(20))},
+                                         tmp_path / "b", "model.task=multi_label", "data.validation=null", "data.test=null"))
+    pairs = load_config(TINY, _overrides(model_dirs["bert"], {"train": _write_jsonl(folder / "p.jsonl", pair_rows(20))},
+                                         tmp_path / "c", "data.validation=null", "data.test=null"))
+    for config in (multi, pairs):
+        chosen = comparison.default_strategies(config, load_splits(config.data))
+        assert "contrastive" not in chosen and "lora" in chosen and chosen[-1] == comparison.SCRATCH
+    with pytest.raises(comparison.ConfigError, match="'contrastive' cannot run here.*sentence pairs"):
+        comparison.compare(pairs, ["lora", "contrastive"])
+    assert not (tmp_path / "c").exists()  # nothing trained, nothing written

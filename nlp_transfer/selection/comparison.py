@@ -60,7 +60,8 @@ __all__ = ["compare", "Comparison", "StrategyScore", "SCRATCH", "DEFAULT_STRATEG
 logger = logging.getLogger(__name__)
 
 SCRATCH = "scratch"
-DEFAULT_STRATEGIES = ("feature_extraction", "partial", "lora", "full", SCRATCH)
+# compared when none are named: those of them that can learn the configured task (`default_strategies`)
+DEFAULT_STRATEGIES = ("feature_extraction", "partial", "lora", "full", "contrastive", SCRATCH)
 # Random weights need a larger step than fine-tuning to be a fair control. Measured on the demo
 # (support_intents, MiniLM-L6 shape, 10 epochs, batch 16), test accuracy from scratch by learning rate:
 # 5e-5 58.4, 1e-4 62.4, 3e-4 66.4, 1e-3 72.8, 2e-3 38.4 (diverges), 5e-3 20.0 (chance).
@@ -221,9 +222,11 @@ class Comparison:
                 "strategies": [dataclasses.asdict(row) | {"control": row.is_control} for row in self.rows]}
 
 
-def compare(config: RunConfig | str | Path, strategies: Sequence[str] = DEFAULT_STRATEGIES,
+def compare(config: RunConfig | str | Path, strategies: Sequence[str] | None = None,
             overrides: Sequence[str] = (), output_dir: str | Path | None = None, seeds: int | None = None) -> Comparison:
     """Train each strategy (and the scratch control) on the configured data; write and return the table.
+
+    `strategies` default: `default_strategies`, every default one that can learn this task and data.
 
     `seeds` (default: train.seeds) fits each strategy that many times, on train.seed, train.seed+1, ...
     """
@@ -233,11 +236,14 @@ def compare(config: RunConfig | str | Path, strategies: Sequence[str] = DEFAULT_
     from nlp_transfer.training.metrics import PRIMARY_METRIC, greater_is_better
 
     base = _with_seeds(as_config(config, overrides), seeds)
-    _check_names(strategies)
+    if strategies is not None:
+        _check_names(strategies)
     name = base.run.name or "compare"
     out = Path(output_dir or base.output.dir or f"runs/{name}")
     check_output_folder(out, base.output.overwrite)
     splits = load_splits(base.data)
+    strategies = default_strategies(base, splits) if strategies is None else strategies
+    _check_supported(strategies, base, splits)  # before the first strategy trains, not after it
     metric = PRIMARY_METRIC[base.model.task]
     higher = greater_is_better(metric)
     seed_list = [base.train.seed + i for i in range(base.train.seeds)]
@@ -398,6 +404,42 @@ def _add_warnings_to_runs(folder: Path, rows: list[StrategyScore]) -> None:
                 metrics = json.loads(path.read_text(encoding="utf-8"))
                 metrics["warnings"] = [*metrics.get("warnings", []), row.warning]
                 write_json(path, metrics)
+
+
+def default_strategies(config: RunConfig, splits) -> tuple[str, ...]:
+    """`DEFAULT_STRATEGIES` that run on this modality and task (contrastive: single texts, one label each)."""
+    return tuple(name for name in DEFAULT_STRATEGIES if name == SCRATCH or not _unsupported(name, config, splits))
+
+
+def _check_supported(strategies: Sequence[str], config: RunConfig, splits) -> None:
+    for name in strategies:
+        why = _unsupported(name, config, splits) if name != SCRATCH else None
+        if why:
+            raise ConfigError(f"compare: strategy {name!r} cannot run here: {why} Leave it out of --strategies.")
+
+
+def _unsupported(name: str, config: RunConfig, splits) -> str | None:
+    """Why strategy `name` cannot learn the configured data, or None."""
+    from nlp_transfer.strategies import supports
+
+    modality = "vision" if config.model.type == "vision" else "text"
+    if not supports(name, modality, config.model.task):
+        return f"it does not learn {modality} {config.model.task} data."
+    if name == "contrastive" and modality == "text" and _has_pairs(config, splits):
+        return f"its pairs are built from single texts, and this data has sentence pairs ({config.data.text_pair_column})."
+    return None
+
+
+def _has_pairs(config: RunConfig, splits) -> bool:
+    from nlp_transfer.data.tables import read_table
+
+    column = config.data.text_pair_column
+    if not column:
+        return False
+    try:
+        return column in read_table(splits.train, "train")
+    except Exception:  # not a table we read here (a Dataset, a generator): fit refuses pairs itself
+        return False
 
 
 def _check_names(strategies: Sequence[str]) -> None:

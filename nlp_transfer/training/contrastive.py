@@ -88,6 +88,8 @@ def tune_encoder(backbone: nn.Module, dataset: Any, collate, pairs: np.ndarray, 
     from tqdm.auto import tqdm
     from transformers import get_scheduler
 
+    from nlp_transfer.training.engine import quiet
+
     device = accelerator.device
     backbone.to(device)
     trainable = list(backbone.parameters())
@@ -105,7 +107,7 @@ def tune_encoder(backbone: nn.Module, dataset: Any, collate, pairs: np.ndarray, 
     generator = torch.Generator().manual_seed(seed)
     losses: list[float] = []
     started = time.perf_counter()
-    bar = tqdm(total=total, desc="Contrastive pairs", disable=not accelerator.is_local_main_process)
+    bar = tqdm(total=total, desc="Contrastive pairs", disable=quiet(accelerator))
     try:
         for epoch in range(settings.epochs):
             order = pairs if epoch == 0 else pairs[torch.randperm(len(pairs), generator=generator).numpy()]

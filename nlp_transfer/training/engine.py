@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -24,7 +25,7 @@ from nlp_transfer.training.sharding import StateAccess, meta_template
 if TYPE_CHECKING:
     from nlp_transfer.training.checkpoints import Progress
 
-__all__ = ["TrainingHistory", "make_accelerator", "process_state", "run_inference", "train_loop", "end_distributed"]
+__all__ = ["TrainingHistory", "make_accelerator", "process_state", "run_inference", "train_loop", "end_distributed", "quiet"]
 
 logger = logging.getLogger(__name__)
 
@@ -145,7 +146,7 @@ def _gathered_outputs(forward, loader, accelerator, desc: str) -> tuple[np.ndarr
     targets: np.ndarray | None = None
     seen = np.zeros(size, dtype=bool)
     with torch.no_grad():
-        for batch in tqdm(loader, desc=desc, leave=False, disable=not accelerator.is_local_main_process):
+        for batch in tqdm(loader, desc=desc, leave=False, disable=quiet(accelerator)):
             with accelerator.autocast():
                 out = forward(batch).float()
             if "output_lengths" in batch:
@@ -515,7 +516,7 @@ def _train_epoch(model, loader, optimizer, scheduler, settings, accelerator, pro
     # what trains is fixed for the epoch; clipping only these skips a walk over every frozen weight
     # per step (a frozen encoder's hundreds of tensors: most of a cached-feature head's step time)
     trainable = [p for p in model.parameters() if p.requires_grad]
-    bar = tqdm(loader, desc=f"Epoch {progress.epoch}/{settings.epochs}", disable=not accelerator.is_local_main_process)
+    bar = tqdm(loader, desc=f"Epoch {progress.epoch}/{settings.epochs}", disable=quiet(accelerator))
     for batch in bar:
         if restore_rng is not None:
             # The first batch is fetched: the data iterator now exists (creating it draws from the
@@ -654,6 +655,12 @@ def _log_banner(model, train_loader, eval_loader, settings, accelerator, total_s
 
 def _short(row: dict[str, Any]) -> str:
     return ", ".join(f"{k}={v:.4f}" for k, v in row.items() if isinstance(v, float) and k != "train_seconds")
+
+
+def quiet(accelerator) -> bool:
+    """No progress bars: on processes other than each machine's main one, and where TQDM_DISABLE is set
+    (an explicit ``disable=`` would override tqdm's own reading of it)."""
+    return not accelerator.is_local_main_process or os.environ.get("TQDM_DISABLE", "").lower() in ("1", "true", "yes")
 
 
 def end_distributed() -> None:
