@@ -1,11 +1,12 @@
-"""The plain Hugging Face side of the SST-2 benchmarks, shared by `hf_vs_nlp_transfer.py` (speed) and
-`sst2_defaults.py` (accuracy of our defaults against tuned references), so both measure the same recipes.
+"""The plain Hugging Face side of the text benchmarks, shared by `hf_vs_nlp_transfer.py` (speed) and
+`defaults_vs_references.py` (accuracy of our defaults against tuned references), so both measure the same recipes.
 
     from hf_reference import read_rows, train_reference, accuracy
     ref = train_reference("lora", "tuned", read_rows(DATA, "train"), epochs=3, validation_rows=read_rows(DATA, "validation"))
     accuracy(ref.trainer, ref.encode(read_rows(DATA, "test")))
 
-Recipes (batch 32, max_length 128, AdamW, 10% warmup, linear decay, weight decay 0.01, seed 42):
+Recipes (batch 32, max_length 128, AdamW, 10% warmup, linear decay, weight decay 0.01, seed 42 unless
+given; the labels are the training rows' own, sorted, so SST-2 and TREC run through the same code):
 `full` lr 5e-5; `lora` peft r 8, alpha 16, dropout 0.1 on query/value, lr 1e-3; `frozen` lr 1e-3, the
 same model and head as our `feature_extraction` (mean of the top 4 layers, token states mean-pooled,
 LayerNorm + dense + GELU + linear head) but run through the frozen encoder every step (no cache).
@@ -22,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-LABELS = ["negative", "positive"]
+LABELS = ["negative", "positive"]  # SST-2's, the default where no rows say otherwise
 BATCH, EVAL_BATCH, MAX_LENGTH, SEED = 32, 64, 128, 42
 LEARNING_RATES = {"full": 5e-5, "lora": 1e-3, "frozen": 1e-3}
 FROZEN_POOL_LAYERS = 4  # our feature_extraction default (nlp_transfer/text.py, _FROZEN_POOL_LAYERS)
@@ -41,7 +42,11 @@ def read_rows(data: Path, split: str, limit: int | None = None) -> list[dict]:
     return rows[:limit] if limit else rows
 
 
-def frozen_mean_pool_model():
+def label_names(rows: list[dict]) -> list[str]:
+    return sorted({row["label"] for row in rows})
+
+
+def frozen_mean_pool_model(num_labels: int = len(LABELS)):
     """A frozen encoder under our feature_extraction head, as one module the Trainer can train.
 
     The encoder stays in eval mode (no dropout) and runs without gradients, as our feature cache
@@ -60,7 +65,7 @@ def frozen_mean_pool_model():
             self.encoder = AutoModel.from_pretrained(model_path())
             self.encoder.requires_grad_(False)
             size = self.encoder.config.hidden_size
-            self.head = ClassificationHead(HeadConfig(size, len(LABELS), kind="mlp", activation="gelu", dropout=0.1,
+            self.head = ClassificationHead(HeadConfig(size, num_labels, kind="mlp", activation="gelu", dropout=0.1,
                                                       normalize=True))
 
         def train(self, mode: bool = True):
@@ -82,12 +87,12 @@ def frozen_mean_pool_model():
     return FrozenMeanPool()
 
 
-def _model(strategy: str):
+def _model(strategy: str, num_labels: int):
     from transformers import AutoModelForSequenceClassification
 
     if strategy == "frozen":
-        return frozen_mean_pool_model()
-    model = AutoModelForSequenceClassification.from_pretrained(model_path(), num_labels=len(LABELS))
+        return frozen_mean_pool_model(num_labels)
+    model = AutoModelForSequenceClassification.from_pretrained(model_path(), num_labels=num_labels)
     if strategy == "lora":
         from peft import LoraConfig, get_peft_model
 
@@ -96,7 +101,7 @@ def _model(strategy: str):
     return model
 
 
-def encoder(style: str) -> Callable[[list[dict]], Any]:
+def encoder(style: str, labels: list[str] = LABELS) -> Callable[[list[dict]], Any]:
     """rows -> a tokenized `datasets.Dataset` (padded to max_length for run_glue style)."""
     from datasets import Dataset
     from transformers import AutoTokenizer
@@ -105,7 +110,7 @@ def encoder(style: str) -> Callable[[list[dict]], Any]:
     padding = "max_length" if style == "runglue" else False
 
     def encode(rows: list[dict]) -> Dataset:
-        table = Dataset.from_dict({"text": [r["text"] for r in rows], "label": [LABELS.index(r["label"]) for r in rows]})
+        table = Dataset.from_dict({"text": [r["text"] for r in rows], "label": [labels.index(r["label"]) for r in rows]})
         return table.map(lambda b: tokenizer(b["text"], truncation=True, max_length=MAX_LENGTH, padding=padding),
                          batched=True, remove_columns=["text"])
 
@@ -133,20 +138,21 @@ def _compute_accuracy(prediction) -> dict[str, float]:
 
 
 def train_reference(strategy: str, style: str, train_rows: list[dict], *, epochs: int, max_steps: int = -1,
-                    validation_rows: list[dict] | None = None) -> Reference:
+                    validation_rows: list[dict] | None = None, seed: int = SEED) -> Reference:
     """Train one recipe with the `Trainer`; with `validation_rows`, keep its best epoch by validation accuracy."""
     import torch
     from transformers import DataCollatorWithPadding, Trainer, TrainingArguments
 
-    torch.manual_seed(SEED)
-    encode = encoder(style)
-    model = _model(strategy)
+    torch.manual_seed(seed)
+    labels = label_names(train_rows)
+    encode = encoder(style, labels)
+    model = _model(strategy, len(labels))
     select = validation_rows is not None
     args = TrainingArguments(
         output_dir=tempfile.mkdtemp(), per_device_train_batch_size=BATCH, per_device_eval_batch_size=EVAL_BATCH,
         learning_rate=LEARNING_RATES[strategy], num_train_epochs=epochs, max_steps=max_steps, warmup_steps=0.1,
         weight_decay=0.01, train_sampling_strategy="group_by_length" if style == "tuned" else "random",
-        use_cpu=True, report_to="none", seed=SEED, dataloader_num_workers=0, disable_tqdm=True, logging_strategy="no",
+        use_cpu=True, report_to="none", seed=seed, dataloader_num_workers=0, disable_tqdm=True, logging_strategy="no",
         eval_strategy="epoch" if select else "no", save_strategy="epoch" if select else "no",
         load_best_model_at_end=select, metric_for_best_model="accuracy" if select else None,
         greater_is_better=True if select else None, save_total_limit=1 if select else None, save_only_model=select)
@@ -202,7 +208,8 @@ def logistic_regression(train_rows: list[dict], validation_rows: list[dict], tes
     started = time.perf_counter()
     x = {name: mean_pooled_features(rows) for name, rows in
          (("train", train_rows), ("validation", validation_rows), ("test", test_rows))}
-    y = {name: np.array([LABELS.index(r["label"]) for r in rows]) for name, rows in
+    labels = label_names(train_rows)
+    y = {name: np.array([labels.index(r["label"]) for r in rows]) for name, rows in
          (("train", train_rows), ("validation", validation_rows), ("test", test_rows))}
     by_c = {}
     for c in grid:

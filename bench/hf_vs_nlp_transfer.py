@@ -7,7 +7,7 @@ Same model (the bundled all-MiniLM-L6-v2), data (SST-2 train 6,920 / test 1,821 
 batch size 32, max_length 128 and epochs on both sides. Every case runs in its own subprocess, so its
 peak RSS is its own. The Hugging Face side is the `Trainer` twice: as `run_glue.py` runs it (padding
 every example to max_length), and tuned (dynamic padding and `group_by_length`); its recipes live in
-hf_reference.py (shared with sst2_defaults.py). Nothing is chosen on any split here (fixed epochs, the
+hf_reference.py (shared with defaults_vs_references.py). Nothing is chosen on any split here (fixed epochs, the
 last epoch's weights on both sides), so accuracy is on the test split. Writes
 bench/hf_vs_nlp_transfer.json and prints the table (see RESULTS.md).
 

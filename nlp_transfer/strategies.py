@@ -383,7 +383,7 @@ class StrategySpec:
     tasks: tuple[str, ...] | None = None
 
 
-# Text defaults measured on SST-2 with MiniLM-L6 (bench/sst2_defaults.py). Vision defaults chosen on
+# Text defaults measured on SST-2 with MiniLM-L6 (bench/defaults_vs_references.py). Vision defaults chosen on
 # a validation split (49 of the 244 training photos) by bench/vision_ants_bees.py: ImageNet
 # EfficientNet-Lite0 on ants vs bees, the common case of a CNN with ImageNet weights on a few hundred
 # photos; the fine-tuning strategies peak within 1-5 of the 8 epochs, at rates 3-10x below what a
