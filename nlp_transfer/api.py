@@ -21,6 +21,7 @@ from typing import Any
 from nlp_transfer.config.run import RunConfig, dump_config, load_config, resolve, with_overrides
 from nlp_transfer.data.sources import Splits, load_splits
 from nlp_transfer.data.streams import DEFAULT_CHUNK_SIZE
+from nlp_transfer.errors import ConfigError
 from nlp_transfer.training.memory import PeakMemory
 
 __all__ = ["RunResult", "train", "fit_run", "build_classifier", "write_run", "push_run", "load_model", "evaluate", "predict", "iter_predictions",
@@ -71,6 +72,9 @@ def train(config: RunConfig | str | Path, overrides: Sequence[str] = (), *, resu
     from nlp_transfer.storage.run_folder import check_output_folder
 
     config = resolve(as_config(config, overrides))
+    if config.train.seeds != 1:  # one run folder holds one seed's model; averaging over seeds is compare's job
+        raise ConfigError(f"train.seeds={config.train.seeds} is for `compare` (`nlp-transfer compare --seeds N`); "
+                          "train runs one seed (train.seed): set train.seeds=1, or run compare.")
     # derived here, not written into the config, so a replayed config.yaml checkpoints beside its own output
     checkpoints = config.train.checkpoint_dir or f"{config.output.dir.rstrip('/')}.checkpoints"
     check_output_folder(Path(config.output.dir), config.output.overwrite)  # before any work

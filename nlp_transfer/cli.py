@@ -305,11 +305,6 @@ def _train(args: argparse.Namespace) -> int:
     from nlp_transfer.config.run import load_config
 
     config = load_config(args.config, [*args.overrides, *(["output.overwrite=true"] if args.overwrite else [])])
-    if config.train.seeds != 1:  # one run folder holds one seed's model; averaging over seeds is compare's job
-        from nlp_transfer.errors import ConfigError
-
-        raise ConfigError(f"train.seeds={config.train.seeds} is for `nlp-transfer compare --seeds N`; train runs one "
-                          "seed (train.seed): set train.seeds=1, or run compare.")
     _logging(config.run.log_level)
     from nlp_transfer.api import train
 

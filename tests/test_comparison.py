@@ -191,6 +191,10 @@ def test_seeds_must_be_at_least_one(model_dirs, tmp_path):
         TrainingConfig(seeds=0)
     data = _write_data(tmp_path / "data")
     assert main(["train", str(TINY), *_overrides(model_dirs["bert"], data, tmp_path / "run"), "train.seeds=2"]) == 2
+    from nlp_transfer.api import train
+
+    with pytest.raises(ConfigError, match="train.seeds=2 is for `compare`"):  # the Python API refuses it too
+        train(TINY, [*_overrides(model_dirs["bert"], data, tmp_path / "run"), "train.seeds=2"])
     assert main(["compare", str(TINY), *_overrides(model_dirs["bert"], data, tmp_path / "cmp"), "--seeds", "0"]) == 2
     assert not (tmp_path / "run").exists() and not (tmp_path / "cmp").exists()
 
