@@ -4,12 +4,21 @@
 # random model; then accelerate's own FSDP2 path (tests/sharded_worker.py under `accelerate launch
 # --use_fsdp`: sharded checkpoints, resume, best restore, save). Meant for the lent GPU machine
 # (torch, transformers, accelerate, peft; no network; pytest, datasets and evaluate carried as wheels):
-#   run: bash bench/gpu_check.sh        (about 5 minutes on an H100; writes $OUT/gpu.json)
+#   run: bash bench/gpu_check.sh        (about 5 minutes on an H100; writes $OUT/gpu.json and the GPU test logs)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}" HF_HUB_OFFLINE=1 TOKENIZERS_PARALLELISM=false TRANSFORMERS_VERBOSITY=error
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader || true
 python3 -c "import torch, transformers, accelerate, peft; print('torch', torch.__version__, 'transformers', transformers.__version__, 'accelerate', accelerate.__version__, 'peft', peft.__version__)"
+
+# The few-label features on a GPU (issue 17): the contrastive strategy's pair stage and head, temperature
+# scaling fitted and folded into the output layer, seeds and k-shot sampling, the reliability tables.
+# The tests train on whatever device accelerate finds, so here the GPU; a failure is a device bug.
+timeout 150 python3 -m pytest -q -p no:cacheprovider tests/test_contrastive.py tests/test_calibration.py \
+  tests/test_few_shot.py tests/test_reliability.py 2>&1 | tee "${OUT:-/tmp}/pytest_gpu.log" | tail -25 || true
+timeout 90 python3 -m pytest -q -p no:cacheprovider tests/test_strategies.py -k contrastive 2>&1 \
+  | tee "${OUT:-/tmp}/pytest_gpu_strategies.log" | tail -8 || true
+
 timeout 480 python3 bench/gpu_throughput.py --examples "${EXAMPLES:-8192}"
 
 # FSDP2 as accelerate sets it up on a GPU: every strategy FSDP runs, uninterrupted, then interrupted

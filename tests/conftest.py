@@ -205,7 +205,8 @@ def resnet_dir(tmp_path_factory) -> Path:
     # zero_init_last=False: a pretrained ResNet has non-zero last-BatchNorm scales; timm's zero init would make
     # every residual branch dead behind a frozen BatchNorm, so LoRA on conv1/conv2 would get no gradient at all.
     model = timm.create_model("resnet18", pretrained=False, num_classes=0, zero_init_last=False, **TINY_RESNET)
-    save_for_hf(model, str(folder), safe_serialization=True)
+    # model_args named: older timm (the GPU image's) does not infer them, and its config.json would describe a plain resnet18
+    save_for_hf(model, str(folder), model_args=TINY_RESNET, safe_serialization=True)
     return folder
 
 
