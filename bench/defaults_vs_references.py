@@ -18,7 +18,7 @@ hf_vs_nlp_transfer.py):
   both with dynamic padding + group_by_length, batch 32, max_length 128, 10% warmup, weight decay
   0.01, evaluated each epoch and the best epoch by validation accuracy kept (load_best_model_at_end);
 - `feature_extraction`: scikit-learn LogisticRegression on frozen mean-pooled (L2-normalised)
-  features, C chosen on validation from (0.1, 1, 10, 100) (deterministic: one run serves every seed);
+  features, C chosen on validation from (0.1, 1, ..., 10^4) (deterministic: one run serves every seed);
 - `partial` and `gradual` have no reference.
 
 Every case runs in its own subprocess (its own seed state and accelerate state), seed by seed, so an

@@ -200,7 +200,7 @@ def mean_pooled_features(rows: list[dict], batch_size: int = EVAL_BATCH):
 
 
 def logistic_regression(train_rows: list[dict], validation_rows: list[dict], test_rows: list[dict],
-                        grid: tuple[float, ...] = (0.1, 1.0, 10.0, 100.0)) -> dict[str, Any]:
+                        grid: tuple[float, ...] = (0.1, 1.0, 10.0, 100.0, 1000.0, 10000.0)) -> dict[str, Any]:
     """scikit-learn LogisticRegression on frozen mean-pooled features: C chosen on validation, scored on test."""
     import numpy as np
     from sklearn.linear_model import LogisticRegression
