@@ -151,7 +151,7 @@ def report(results: dict[str, dict], seeds: list[int]) -> str:
         paired = [(o, r) for o, r in zip(ours, refs) if r is not None]
         cells = ["-"] * 5
         if paired:
-            refs_only = [r for _, r in paired]
+            refs_only = list({id(r): r for _, r in paired}.values())  # the logistic regression ran once: one value
             chosen = (f"best ep {'/'.join(str(r['best_epoch']) for r in refs_only)}" if "best_epoch" in refs_only[0]
                       else f"C={refs_only[0]['C']:g}")
             cells = [f"{DESCRIPTION[ref_name]} ({chosen})", _spread([r["validation_accuracy"] for r in refs_only]),
