@@ -126,17 +126,13 @@ def run_case(case: str) -> dict:
 
 def case_names(strategies: list[str], seeds: list[int]) -> list[str]:
     """Seed by seed, each strategy then its reference; the deterministic logistic regression runs once."""
-    names = []
-    for seed in seeds:
-        for strategy in strategies:
-            for name in (strategy, REFERENCE_OF[strategy]):
-                if name == "logreg":
-                    name_at = f"logreg@{seeds[0]}"
-                else:
-                    name_at = f"{name}@{seed}" if name else None
-                if name_at and name_at not in names:
-                    names.append(name_at)
-    return names
+    names = [_case(name, seed, seeds) for seed in seeds for strategy in strategies
+             for name in (strategy, REFERENCE_OF[strategy]) if name]
+    return list(dict.fromkeys(names))
+
+
+def _case(name: str, seed: int, seeds: list[int]) -> str:
+    return f"logreg@{seeds[0]}" if name == "logreg" else f"{name}@{seed}"
 
 
 def report(results: dict[str, dict], seeds: list[int]) -> str:
@@ -169,9 +165,7 @@ def report(results: dict[str, dict], seeds: list[int]) -> str:
 
 
 def _reference(results: dict[str, dict], name: str | None, seed: int, seeds: list[int]) -> dict | None:
-    if name is None:
-        return None
-    return results.get(f"logreg@{seeds[0]}" if name == "logreg" else f"{name}@{seed}")
+    return None if name is None else results.get(_case(name, seed, seeds))
 
 
 def _spread(values: list[float], signed: bool = False) -> str:
