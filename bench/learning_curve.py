@@ -18,6 +18,11 @@ before any sample is drawn, so no sample contains them); it picks each fine-tuni
 (setfit has no epoch to choose). Test: SST-2's 1,821 and TREC's 500 test sentences, which nothing
 chooses on. Seconds: the whole fit (our `fit`; setfit's `Trainer.train`), on 2 cores.
 
+`--min-steps 0,50,100` sweeps `train.min_steps` for the fine-tuning strategies (partial, lora, full):
+each runs once per value, as "full min_steps=100" and so on, and the report adds their validation
+accuracy and the value with the best mean validation accuracy over every dataset, size, seed and
+fine-tuning strategy (one default for all three; test plays no part in it).
+
 Writes bench/learning_curve.json after every run (`--resume` keeps finished runs), prints a table
 (mean ± std over seeds) and draws bench/learning_curve.png.
 """
@@ -38,6 +43,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data"
 OURS = ("feature_extraction", "partial", "lora", "full", "contrastive")
+FINE_TUNING = ("partial", "lora", "full")  # what --min-steps sweeps
 VALIDATION_SIZE = 200
 
 
@@ -85,15 +91,25 @@ def accuracy(predicted: list, rows: list[dict]) -> float:
 
 
 def run_ours(strategy: str, sample: list[dict], validation: list[dict], test: list[dict], seed: int,
-             cache: str) -> dict:
+             cache: str, min_steps: int | None = None) -> dict:
     from nlp_transfer import TextClassifier
 
     clf = TextClassifier.from_pretrained(model_path(), strategy=strategy, seed=seed)
+    chosen = {} if min_steps is None else {"min_steps": min_steps}
     started = time.perf_counter()
-    history = clf.fit(sample, validation, seed=seed, feature_cache_dir=cache)
+    history = clf.fit(sample, validation, seed=seed, feature_cache_dir=cache, **chosen)
     seconds = time.perf_counter() - started
     return {"val": clf.metrics["accuracy"], "test": clf.evaluate(test)["accuracy"], "seconds": seconds,
-            "best_epoch": history.best_epoch, "pairs": (history.backbone_tuning or {}).get("pairs")}
+            "best_epoch": history.best_epoch, "pairs": (history.backbone_tuning or {}).get("pairs"),
+            "steps": history.epochs[-1]["step"], "min_steps": clf.training.min_steps}
+
+
+def swept(strategies: list[str], min_steps: list[int]) -> list[tuple[str, str, int | None]]:
+    """(label, strategy, min_steps) per run of a cell: the fine-tuning strategies once per swept value."""
+    if not min_steps:
+        return [(name, name, None) for name in strategies]
+    return [(f"{name} min_steps={value}", name, value) for name in strategies if name in FINE_TUNING for value in min_steps] + \
+        [(name, name, None) for name in strategies if name not in FINE_TUNING]
 
 
 def run_setfit(sample: list[dict], validation: list[dict], test: list[dict], seed: int, max_pairs: int) -> dict:
@@ -133,12 +149,14 @@ def main() -> None:
     parser.add_argument("--output", default=str(ROOT / "bench" / "learning_curve.json"))
     parser.add_argument("--resume", action="store_true", help="keep the runs already in --output")
     parser.add_argument("--smoke", action="store_true", help="4 per class, 1 seed, 48 validation / 64 test rows")
+    parser.add_argument("--min-steps", default="", help="comma-separated train.min_steps values to sweep for "
+                                                        f"{', '.join(FINE_TUNING)} (default: their defaults, no sweep)")
     args = parser.parse_args()
     os.environ.setdefault("TQDM_DISABLE", "1")
     logging.basicConfig(level=logging.WARNING)
     sizes = ["4"] if args.smoke else args.sizes.split(",")
     seeds = 1 if args.smoke else args.seeds
-    strategies = args.strategies.split(",")
+    runs_per_cell = swept(args.strategies.split(","), [int(v) for v in args.min_steps.split(",") if v])
     out = Path(args.output)
     results = json.loads(out.read_text()) if args.resume and out.is_file() else {"runs": []}
     done = {(r["dataset"], r["size"], r["seed"], r["strategy"]) for r in results["runs"]}
@@ -146,22 +164,39 @@ def main() -> None:
     cache = tempfile.mkdtemp(prefix="learning-curve-features-")
     from nlp_transfer.strategies import ContrastiveOptions
 
-    for dataset, size, seed, strategy in cases(list(data), sizes, seeds, strategies):
-        if (dataset, size, seed, strategy) in done:
+    labels = {label: (strategy, value) for label, strategy, value in runs_per_cell}
+    for dataset, size, seed, label in cases(list(data), sizes, seeds, list(labels)):
+        if (dataset, size, seed, label) in done:
             continue
+        strategy, min_steps = labels[label]
         pool, validation, test = data[dataset]
         sample = pool if size == "full" else stratified(pool, int(size), seed)[0]
-        print(f"{dataset} k={size} seed={seed} {strategy} ({len(sample)} examples) ...", file=sys.stderr, flush=True)
+        print(f"{dataset} k={size} seed={seed} {label} ({len(sample)} examples) ...", file=sys.stderr, flush=True)
         if strategy == "setfit":
             row = run_setfit(sample, validation, test, seed, ContrastiveOptions().max_pairs)
         else:
-            row = run_ours(strategy, sample, validation, test, seed, cache)
-        results["runs"].append({"dataset": dataset, "size": size, "seed": seed, "strategy": strategy,
+            row = run_ours(strategy, sample, validation, test, seed, cache, min_steps)
+        results["runs"].append({"dataset": dataset, "size": size, "seed": seed, "strategy": label,
                                 "examples": len(sample), **row})
         out.write_text(json.dumps(results, indent=1))
         print(f"  val {row['val']:.4f} test {row['test']:.4f} in {row['seconds']:.1f} s", file=sys.stderr, flush=True)
     print(report(results["runs"]))
+    if any(value is not None for _, value in labels.values()):
+        print(report(results["runs"], "val"))
+        print(min_steps_choice(results["runs"]))
     draw(results["runs"], out.with_suffix(".png"))
+
+
+def min_steps_choice(runs: list[dict]) -> str:
+    """The swept min_steps with the best mean validation accuracy over every cell, seed and fine-tuning strategy."""
+    by_value: dict[int, list[float]] = {}
+    for run in runs:
+        if "min_steps=" in run["strategy"]:
+            by_value.setdefault(int(run["strategy"].rsplit("=", 1)[1]), []).append(100 * run["val"])
+    lines = ["min_steps: mean validation accuracy over every dataset, size, seed and fine-tuning strategy", ""]
+    lines += [f"  {value:>5}: {statistics.fmean(values):.2f} ({len(values)} runs)" for value, values in sorted(by_value.items())]
+    best = max(by_value, key=lambda value: statistics.fmean(by_value[value]))
+    return "\n".join([*lines, f"  chosen on validation: min_steps={best}", ""])
 
 
 def summary(runs: list[dict]) -> dict[tuple[str, str, str], dict]:
@@ -177,20 +212,21 @@ def summary(runs: list[dict]) -> dict[tuple[str, str, str], dict]:
             for key, rows in groups.items()}
 
 
-def report(runs: list[dict]) -> str:
+def report(runs: list[dict], split: str = "test") -> str:
     table = summary(runs)
     strategies = list(dict.fromkeys(r["strategy"] for r in runs))
     lines = []
     for dataset in dict.fromkeys(r["dataset"] for r in runs):
         sizes = list(dict.fromkeys(r["size"] for r in runs if r["dataset"] == dataset))
-        lines += [f"{dataset}: test accuracy, mean ± std over seeds (validation-chosen epochs); seconds per fit", "",
+        name = "test accuracy" if split == "test" else "validation accuracy (what chooses)"
+        lines += [f"{dataset}: {name}, mean ± std over seeds (validation-chosen epochs); seconds per fit", "",
                   "| strategy | " + " | ".join(f"k={size}" for size in sizes) + " | s (per size) |",
                   "|---|" + "---:|" * len(sizes) + "---|"]
         for strategy in strategies:
             cells, seconds = [], []
             for size in sizes:
                 found = table.get((dataset, size, strategy))
-                cells.append(f"{found['test'][0]:.1f} ± {found['test'][1]:.1f} ({found['seeds']})" if found else "-")
+                cells.append(f"{found[split][0]:.1f} ± {found[split][1]:.1f} ({found['seeds']})" if found else "-")
                 seconds.append(f"{found['seconds']:.0f}" if found else "-")
             lines.append(f"| {strategy} | " + " | ".join(cells) + " | " + " / ".join(seconds) + " |")
         lines.append("")

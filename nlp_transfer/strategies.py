@@ -374,7 +374,8 @@ class StrategySpec:
 
     strategy: type[Strategy]
     options: type  # its options dataclass: the `strategy.<name>` config section, checked keywords in Python
-    # epochs, encoder and head learning rate when none are set, per modality (README "How defaults are chosen")
+    # epochs, encoder and head learning rate when none are set, per modality (README "How defaults are chosen"),
+    # and where few-shot data needs it a floor of optimizer steps (min_steps)
     defaults: dict[str, dict[str, float]]
     card: str  # how the model card says what trained; {option} names are filled from the saved options
     needs: tuple[str, ...] = ()  # backbone members it relies on beyond the forward pass (see backbones.Backbone)
@@ -389,6 +390,10 @@ class StrategySpec:
 # photos; the fine-tuning strategies peak within 1-5 of the 8 epochs, at rates 3-10x below what a
 # CNN pre-trained on digits wanted (bench/vision_defaults.py, which the digits demo's recipes follow).
 # bench/RESULTS.md has the sweeps.
+# Text fine-tuning on few-shot data: at least this many optimizer steps (each epoch passes over the
+# examples several times), chosen on the few-shot validation splits (bench/learning_curve.py --min-steps).
+FEW_SHOT_MIN_STEPS = 100
+
 STRATEGIES: dict[str, StrategySpec] = {
     "feature_extraction": StrategySpec(
         FeatureExtraction, FeatureExtractionOptions,
@@ -397,17 +402,17 @@ STRATEGIES: dict[str, StrategySpec] = {
         "the encoder frozen; only a new head was trained on its pooled features"),
     "partial": StrategySpec(
         Partial, PartialOptions,
-        {"text": {"epochs": 3, "learning_rate": 1e-4, "head_learning_rate": 1e-3},
+        {"text": {"epochs": 3, "learning_rate": 1e-4, "head_learning_rate": 1e-3, "min_steps": FEW_SHOT_MIN_STEPS},
          "vision": {"epochs": 8, "learning_rate": 1e-4, "head_learning_rate": 1e-2}},
         "the top {unfreeze_last} encoder layers and a new head trained; the rest frozen", needs=("stem", "blocks")),
     "full": StrategySpec(
         Full, FullOptions,
-        {"text": {"epochs": 3, "learning_rate": 5e-5, "head_learning_rate": 1e-3},
+        {"text": {"epochs": 3, "learning_rate": 5e-5, "head_learning_rate": 1e-3, "min_steps": FEW_SHOT_MIN_STEPS},
          "vision": {"epochs": 8, "learning_rate": 3e-4, "head_learning_rate": 1e-2}},
         "every weight trained", needs=("stem", "blocks")),
     "lora": StrategySpec(
         Lora, LoraOptions,
-        {"text": {"epochs": 3, "learning_rate": 1e-3, "head_learning_rate": 1e-3},
+        {"text": {"epochs": 3, "learning_rate": 1e-3, "head_learning_rate": 1e-3, "min_steps": FEW_SHOT_MIN_STEPS},
          "vision": {"epochs": 8, "learning_rate": 3e-4, "head_learning_rate": 1e-2}},
         "LoRA adapters (r={r}, alpha={lora_alpha}) trained in the encoder, with a new head; the base weights frozen",
         needs=("encoder", "default_lora_targets", "linear_layer_names")),

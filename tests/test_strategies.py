@@ -365,7 +365,9 @@ def test_every_registered_strategy_is_complete_and_needs_only_what_backbones_off
         assert spec.strategy.name == name and issubclass(spec.strategy, strategies.Strategy)
         assert set(spec.needs) <= contract, (name, set(spec.needs) - contract)
         for modality in spec.modalities:
-            assert set(spec.defaults[modality]) == {"epochs", "learning_rate", "head_learning_rate"}
+            keys = set(spec.defaults[modality])
+            assert {"epochs", "learning_rate", "head_learning_rate"} <= keys <= {"epochs", "learning_rate",
+                                                                              "head_learning_rate", "min_steps"}
         options = {f.name: (f.default if f.default is not dataclasses.MISSING else f.default_factory())
                    for f in dataclasses.fields(spec.options)}
         spec.card.format(**options)  # every {option} in the card wording is one of its options

@@ -20,7 +20,8 @@ from torch.utils.data import DataLoader, Dataset
 
 from nlp_transfer.config.keywords import ModelSettings, fit_settings
 from nlp_transfer.config.run import ModelSection
-from nlp_transfer.config.settings import DataConfig, TrainingConfig, build, check_threshold, resolve_training
+from nlp_transfer.config.settings import (DataConfig, TrainingConfig, build, check_threshold, passes_per_epoch,
+                                          resolve_training)
 from nlp_transfer.data.batching import FeatureCollator, LengthGroupedBatchSampler, SortedBatchSampler
 from nlp_transfer.data.streams import DEFAULT_CHUNK_SIZE
 from nlp_transfer.errors import ConfigError, DataError, ModelLoadError, NLPTransferError, did_you_mean
@@ -227,8 +228,9 @@ class Classifier:
         if cached:
             train_set, eval_set, collate = self._cached(train_set, eval_set, collate, resolved, accelerator)
         workers = 0 if cached else self._workers(resolved, len(train_set), resolved.batch_size)  # features: no reading
+        passes = self._passes_per_epoch(resolved, len(train_set), accelerator.num_processes)
         train_loader = DataLoader(train_set, collate_fn=collate, num_workers=workers, batch_sampler=LengthGroupedBatchSampler(
-            train_set.lengths, resolved.batch_size, resolved.seed, group=resolved.group_by_length))
+            train_set.lengths, resolved.batch_size, resolved.seed, group=resolved.group_by_length, passes=passes))
         eval_loader = None
         if eval_set is not None:
             eval_workers = 0 if cached else self._workers(resolved, len(eval_set), resolved.eval_batch_size)
@@ -289,6 +291,15 @@ class Classifier:
             raise ConfigError("strategy 'gradual' cannot run under FSDP: it unfreezes more layers each epoch, and FSDP "
                               "fixes the trainable parameters when it shards the model. Use 'partial' (a fixed number "
                               "of top layers) or 'full' under FSDP, or launch gradual with DDP (--multi_gpu).")
+
+    @staticmethod
+    def _passes_per_epoch(settings: TrainingConfig, examples: int, processes: int) -> int:
+        passes = passes_per_epoch(settings, examples, processes)
+        if passes > 1:  # few-shot data: a handful of steps per pass leaves a fine-tuned model near chance
+            logger.info("%d training examples: each of the %d epochs passes over them %d times (reshuffled), to make "
+                        "at least min_steps=%d optimizer steps (min_steps: 0 keeps one pass per epoch).",
+                        examples, settings.epochs, passes, settings.min_steps)
+        return passes
 
     def _hyperparameters(self, settings: TrainingConfig) -> dict[str, Any]:
         """What a tracker records of a plain `fit` (`nlp-transfer train` records its whole config)."""

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
 import types
 import typing
 from dataclasses import dataclass, field
@@ -25,6 +26,7 @@ __all__ = [
     "DataConfig",
     "build",
     "resolve_training",
+    "passes_per_epoch",
     "check_threshold",
 ]
 
@@ -45,6 +47,11 @@ class TrainingConfig:
     """How `fit` trains. ``None`` means the strategy's default (see `strategies.STRATEGIES`)."""
 
     epochs: int | None = _f(None, "Passes over the training data. Default depends on the strategy.")
+    min_steps: int | None = _f(
+        None, "Fewest optimizer steps: on small data each epoch passes over the training set several times (reshuffled "
+              "each pass) until the run makes this many; evaluation stays once per epoch. Default: the strategy's when "
+              "epochs is unset (text fine-tuning: chosen on few-shot validation splits, bench/RESULTS.md), else 0, so "
+              "an explicit epochs means passes over the data.")
     batch_size: int = _f(32, "Training examples per device per optimizer step (before accumulation).")
     eval_batch_size: int = _f(64, "Examples per batch for evaluation and prediction.")
     learning_rate: float | None = _f(None, "Peak learning rate of the encoder's trainable weights.")
@@ -99,6 +106,8 @@ class TrainingConfig:
             raise ConfigError(f"save_steps must be at least 1 (or null), got {self.save_steps}.")
         if self.epochs is not None and self.epochs < 1:
             raise ConfigError(f"epochs must be at least 1, got {self.epochs}.")
+        if self.min_steps is not None and self.min_steps < 0:
+            raise ConfigError(f"min_steps must be 0 (epochs as they are) or more optimizer steps, got {self.min_steps}.")
         if not 0.0 <= self.warmup_ratio < 1.0:
             raise ConfigError(f"warmup_ratio must be in [0, 1), got {self.warmup_ratio}.")
         for name in ("learning_rate", "head_learning_rate"):
@@ -157,7 +166,17 @@ def resolve_training(settings: TrainingConfig, strategy: str, modality: str = "t
     defaults = strategy_defaults(strategy, modality)
     filled = {key: value for key, value in defaults.items() if getattr(settings, key) is None}
     filled["epochs"] = int(filled.get("epochs", settings.epochs))
+    if settings.min_steps is None:  # the strategy's floor only stands in for epochs the user did not choose
+        filled["min_steps"] = int(defaults.get("min_steps", 0)) if settings.epochs is None else 0
     return dataclasses.replace(settings, **filled)
+
+
+def passes_per_epoch(settings: TrainingConfig, examples: int, processes: int = 1) -> int:
+    """How many shuffled passes over `examples` each epoch makes, so that a resolved `settings`
+    trains for at least `min_steps` optimizer steps: 1 unless the data is small."""
+    batches = math.ceil(math.ceil(examples / settings.batch_size) / processes)
+    steps_per_pass = math.ceil(batches / settings.gradient_accumulation_steps)
+    return max(1, math.ceil((settings.min_steps or 0) / (max(steps_per_pass, 1) * int(settings.epochs))))
 
 
 def build(cls: type[T], values: dict[str, Any], prefix: str = "", source: str = "") -> T:

@@ -67,26 +67,33 @@ class LengthGroupedBatchSampler(Sampler[list[int]]):
 
     Shuffle all rows, cut them into windows of `window` batches, sort each window by length and cut it
     into batches, then shuffle the batches. Padding drops to near zero while every batch is still a
-    random draw of similar-length rows.
+    random draw of similar-length rows. With `passes` > 1 an epoch is that many such shuffles in a
+    row (few-shot data: enough optimizer steps between evaluations); the first is the one-pass epoch.
     """
 
-    def __init__(self, lengths: Sequence[int], batch_size: int, seed: int, group: bool = True, window: int = 50) -> None:
+    def __init__(self, lengths: Sequence[int], batch_size: int, seed: int, group: bool = True, window: int = 50,
+                 passes: int = 1) -> None:
         self.lengths = list(lengths)
         self.batch_size = batch_size
         self.seed = seed
         self.group = group
         self.window = window
+        self.passes = passes
         self.epoch = 0
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
 
     def __len__(self) -> int:
-        return -(-len(self.lengths) // self.batch_size)
+        return -(-len(self.lengths) // self.batch_size) * self.passes
 
     def __iter__(self) -> Iterator[list[int]]:
         # seed and epoch kept apart: (seed 42, epoch 2) must not replay (seed 43, epoch 1)
         generator = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
+        for _ in range(self.passes):  # one generator: each pass draws the next permutations
+            yield from self._one_pass(generator)
+
+    def _one_pass(self, generator: torch.Generator) -> Iterator[list[int]]:
         order = torch.randperm(len(self.lengths), generator=generator).tolist()
         if not self.group:
             yield from (order[i : i + self.batch_size] for i in range(0, len(order), self.batch_size))
