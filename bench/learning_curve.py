@@ -20,8 +20,9 @@ chooses on. Seconds: the whole fit (our `fit`; setfit's `Trainer.train`), on 2 c
 
 `--min-steps 0,50,100` sweeps `train.min_steps` for the fine-tuning strategies (partial, lora, full):
 each runs once per value, as "full min_steps=100" and so on, and the report adds their validation
-accuracy and the value with the best mean validation accuracy over every dataset, size, seed and
-fine-tuning strategy (one default for all three; test plays no part in it).
+accuracy and the value chosen on it: the best mean validation accuracy over every dataset, size,
+seed and fine-tuning strategy, or the smallest (cheapest) value within one standard error of it
+(paired by dataset, size, seed and strategy). One default for all three; test plays no part in it.
 
 Writes bench/learning_curve.json after every run (`--resume` keeps finished runs), prints a table
 (mean ± std over seeds) and draws bench/learning_curve.png.
@@ -188,15 +189,28 @@ def main() -> None:
 
 
 def min_steps_choice(runs: list[dict]) -> str:
-    """The swept min_steps with the best mean validation accuracy over every cell, seed and fine-tuning strategy."""
-    by_value: dict[int, list[float]] = {}
+    """The swept min_steps chosen on validation: the best mean over every dataset, size, seed and
+    fine-tuning strategy, or the smallest value (the cheapest) whose paired difference to it (same
+    dataset, size, seed and strategy) is within one standard error: the one-standard-error rule."""
+    by_value: dict[int, dict[tuple, float]] = {}
     for run in runs:
         if "min_steps=" in run["strategy"]:
-            by_value.setdefault(int(run["strategy"].rsplit("=", 1)[1]), []).append(100 * run["val"])
-    lines = ["min_steps: mean validation accuracy over every dataset, size, seed and fine-tuning strategy", ""]
-    lines += [f"  {value:>5}: {statistics.fmean(values):.2f} ({len(values)} runs)" for value, values in sorted(by_value.items())]
-    best = max(by_value, key=lambda value: statistics.fmean(by_value[value]))
-    return "\n".join([*lines, f"  chosen on validation: min_steps={best}", ""])
+            strategy, value = run["strategy"].rsplit(" min_steps=", 1)
+            by_value.setdefault(int(value), {})[(run["dataset"], run["size"], run["seed"], strategy)] = 100 * run["val"]
+    means = {value: statistics.fmean(cells.values()) for value, cells in by_value.items()}
+    best = max(means, key=means.get)
+    lines = ["min_steps: mean validation accuracy over every dataset, size, seed and fine-tuning strategy; "
+             f"paired difference to the best ({best}) ± its standard error", ""]
+    chosen = best
+    for value in sorted(by_value):
+        shared = by_value[value].keys() & by_value[best].keys()
+        diffs = [by_value[value][key] - by_value[best][key] for key in shared]
+        error = statistics.stdev(diffs) / math.sqrt(len(diffs)) if len(diffs) > 1 else 0.0
+        mean_diff = statistics.fmean(diffs)
+        lines.append(f"  {value:>5}: {means[value]:.2f} ({len(by_value[value])} runs), {mean_diff:+.2f} ± {error:.2f}")
+        if value < chosen and mean_diff >= -error:
+            chosen = value
+    return "\n".join([*lines, f"  chosen on validation (one-standard-error rule): min_steps={chosen}", ""])
 
 
 def summary(runs: list[dict]) -> dict[tuple[str, str, str], dict]:

@@ -86,3 +86,25 @@ def test_the_floor_lets_few_shot_fine_tuning_learn(model_dirs):
         losses[floor] = history.epochs[-1]["eval_loss"]
     assert losses[0] > 0.6  # chance is ln 2 = 0.693
     assert losses[60] < 0.5 * losses[0], losses
+
+
+def test_a_run_interrupted_inside_a_multi_pass_epoch_resumes_exactly(model_dirs, tmp_path):
+    import numpy as np
+    from conftest import interrupted_after_saves
+
+    # 12 examples, batch 8: 2 batches a pass, 4 passes an epoch; saves every 3 steps fall mid-pass
+    settings = dict(epochs=2, batch_size=8, min_steps=16, learning_rate=3e-3, load_best_model_at_end=False, save_steps=3)
+
+    def fit(folder, resume=False):
+        clf = TextClassifier.from_pretrained(model_dirs["bert"], strategy="full", pooling="mean")
+        history = clf.fit(sentiment_rows(12), sentiment_rows(8, seed=1), checkpoint_dir=str(folder), resume=resume,
+                          **settings)
+        return clf, history
+
+    whole, history = fit(tmp_path / "a")
+    assert history.epochs[-1]["step"] == 16
+    with interrupted_after_saves(2), pytest.raises(KeyboardInterrupt):
+        fit(tmp_path / "b")
+    resumed, _ = fit(tmp_path / "b", resume=True)
+    texts = [r["text"] for r in sentiment_rows(16, seed=5)]
+    np.testing.assert_array_equal(whole.predict_proba(texts), resumed.predict_proba(texts))

@@ -314,7 +314,8 @@ class Classifier:
         """What a checkpoint must match to be resumed by this run."""
         trainable = {n: list(p.shape) for n, p in self._require_model().named_parameters() if p.requires_grad}
         return {"labels": self.labels, "task": self.task.name, "strategy": self.strategy.name, "trainable": trainable,
-                "train_examples": examples, "epochs": settings.epochs, "batch_size": settings.batch_size,
+                "train_examples": examples, "epochs": settings.epochs, "min_steps": settings.min_steps,
+                "batch_size": settings.batch_size,
                 "gradient_accumulation_steps": settings.gradient_accumulation_steps, "seed": settings.seed,
                 "processes": processes}
 
