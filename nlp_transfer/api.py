@@ -45,6 +45,7 @@ class RunResult:
     memory_kind: str = "rss"
     path: Path | None = None
     warnings: list[str] = field(default_factory=list)  # e.g. no better than predicting the majority label
+    strategy_choice: str | None = None  # with strategy auto: which strategy it chose and why
 
     @property
     def train_samples_per_second(self) -> float:
@@ -71,17 +72,19 @@ def train(config: RunConfig | str | Path, overrides: Sequence[str] = (), *, resu
 
     from nlp_transfer.storage.run_folder import check_output_folder
 
-    config = resolve(as_config(config, overrides))
+    config, splits, choice = _with_auto_strategy(as_config(config, overrides))
+    config = resolve(config)
     if config.train.seeds != 1:  # one run folder holds one seed's model; averaging over seeds is compare's job
         raise ConfigError(f"train.seeds={config.train.seeds} is for `compare` (`nlp-transfer compare --seeds N`); "
                           "train runs one seed (train.seed): set train.seeds=1, or run compare.")
     # derived here, not written into the config, so a replayed config.yaml checkpoints beside its own output
     checkpoints = config.train.checkpoint_dir or f"{config.output.dir.rstrip('/')}.checkpoints"
     check_output_folder(Path(config.output.dir), config.output.overwrite)  # before any work
-    splits = load_splits(config.data)
+    splits = splits or load_splits(config.data)
     # tracker files go beside the run while it trains, then into its folder (logs/) with the rest
     logs = f"{config.output.dir.rstrip('/')}.logs" if config.train.report_to and not config.train.logging_dir else None
     result = fit_run(config, splits, resume=resume, checkpoint_dir=checkpoints, logging_dir=logs)
+    result = dataclasses.replace(result, strategy_choice=choice)
     if config.model.random_init:  # the random twin: said next to the numbers, so nobody reads them as transfer
         from nlp_transfer.selection.negative_transfer import random_init_warning
 
@@ -97,6 +100,30 @@ def train(config: RunConfig | str | Path, overrides: Sequence[str] = (), *, resu
         if process_state().is_main_process:
             push_run(result.path, config.output.hub_model_id, private=config.output.hub_private)
     return result
+
+
+def _with_auto_strategy(config: RunConfig) -> tuple[RunConfig, Splits | None, str | None]:
+    """With strategy.name auto: the config with the strategy the training data calls for, the splits
+    read to count it, and why (`selection.auto`); otherwise the config as it is, nothing read."""
+    from nlp_transfer.selection.auto import AUTO, choose_strategy
+
+    if config.strategy.name != AUTO:
+        return config, None, None
+    from nlp_transfer.data.tables import read_table
+
+    splits = load_splits(config.data)
+    table = read_table(splits.train, "data.train")
+    label = config.data.label_column
+    if label not in table:
+        raise ConfigError(f"strategy auto counts the labels in data.label_column={label!r}, which data.train does not "
+                          f"have (columns: {', '.join(table)}); set data.label_column.")
+    pair = config.data.text_pair_column
+    choice = choose_strategy(table[label], task=config.model.task, modality=config.model.type,
+                             pairs=bool(pair) and pair in table, per_class_limit=config.data.per_class_limit,
+                             keep_share=1.0 if splits.validation is not None else 1.0 - config.data.validation_split)
+    logger.info("strategy auto chose %s: %s.", choice.strategy, choice.reason)
+    chosen = dataclasses.replace(config.strategy, name=choice.strategy)
+    return dataclasses.replace(config, strategy=chosen), splits, f"auto chose {choice.strategy}: {choice.reason}"
 
 
 def fit_run(config: RunConfig, splits: Splits, *, resume: bool = False, checkpoint_dir: str | None = None,
@@ -208,7 +235,8 @@ def run_metrics(result: RunResult) -> dict[str, Any]:
             "peak_memory_mb": result.peak_memory_mb, "memory_kind": result.memory_kind,
             "parameters": result.parameters, "mixed_precision": _precision_that_ran(result.classifier),
             "launch": _launch_that_ran(result.classifier),
-            "epochs": history.epochs, "warnings": list(result.warnings)}
+            "epochs": history.epochs, "warnings": list(result.warnings),
+            **({"strategy_choice": result.strategy_choice} if result.strategy_choice else {})}
 
 
 def _launch_that_ran(clf) -> dict[str, Any] | None:

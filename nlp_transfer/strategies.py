@@ -443,6 +443,10 @@ def supports(name: str, modality: str, task: str) -> bool:
 
 def strategy_spec(name: str) -> StrategySpec:
     """The registry entry of `name`; an unknown name is a StrategyError with a "did you mean"."""
+    if name == "auto":  # a run setting, resolved from the data before any model is built
+        raise StrategyError("strategy 'auto' is chosen from the training data by a run: `nlp-transfer train` or "
+                            "`nlp_transfer.train(config)` with strategy.name: auto. In Python, "
+                            "`nlp_transfer.selection.auto.choose_strategy(train_labels)` returns the name to pass here.")
     if name not in STRATEGIES:
         raise StrategyError(f"Unknown strategy {name!r}: {did_you_mean(name, STRATEGIES)}")
     return STRATEGIES[name]

@@ -107,8 +107,9 @@ def _strategy_section() -> type:
     """
     from nlp_transfer.strategies import STRATEGIES
 
-    names = tuple(STRATEGIES)
-    fields = [("name", Literal[names], _f("feature_extraction", ", ".join(names[:-1]) + f" or {names[-1]}."))]
+    names = (*STRATEGIES, "auto")
+    fields = [("name", Literal[names], _f("feature_extraction", ", ".join(names[:-1]) + f" or {names[-1]} (`train` "
+                                           "chooses from the training data's examples per class; selection/auto.py)."))]
     fields += [(name, spec.options, field(default_factory=spec.options, metadata={"help": spec.options.__doc__}))
                for name, spec in STRATEGIES.items() if dataclasses.fields(spec.options)]
 
@@ -254,6 +255,10 @@ def dump_config(config: RunConfig) -> str:
 
 def resolve(config: RunConfig) -> RunConfig:
     """Fill what the defaults leave open: the strategy's epochs and learning rates, run name, folder."""
+    if config.strategy.name == "auto":
+        raise ConfigError("strategy.name=auto is chosen from the training data when `train` reads it, so this "
+                          "config has no strategy yet; `nlp-transfer train` resolves it (compare runs the strategies "
+                          "you list instead).")
     name = config.run.name or f"{_short_model_name(config.model.name_or_path)}-{config.strategy.name}"
     return dataclasses.replace(
         config,

@@ -3,6 +3,7 @@
 | module | holds |
 |---|---|
 | `comparison` | every strategy on the same data, chosen on validation, test beside it |
+| `auto` | `strategy: auto`: the strategy the learning curves favour for this many examples per class |
 | `seeds` | means and stds over seeds, the tie rule, reliability bins pooled over seeds |
 | `ranking` | backbones ranked before training (LogME and a linear probe on frozen features) |
 | `transferability` | the LogME and linear-probe scores |

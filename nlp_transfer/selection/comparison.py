@@ -444,6 +444,9 @@ def _has_pairs(config: RunConfig, splits) -> bool:
 
 def _check_names(strategies: Sequence[str]) -> None:
     valid = [*STRATEGIES, SCRATCH]
+    if "auto" in strategies:
+        raise ConfigError("compare: 'auto' picks one of the strategies compare runs anyway; leave it out of "
+                          f"--strategies (choose from: {', '.join(valid)}).")
     if not strategies:
         raise ConfigError(f"No strategies to compare; choose some of: {', '.join(valid)}.")
     for name in strategies:
