@@ -231,7 +231,7 @@ def report(runs: list[dict], split: str = "test") -> str:
     strategies = list(dict.fromkeys(r["strategy"] for r in runs))
     lines = []
     for dataset in dict.fromkeys(r["dataset"] for r in runs):
-        sizes = list(dict.fromkeys(r["size"] for r in runs if r["dataset"] == dataset))
+        sizes = _ordered_sizes(runs, dataset)
         name = "test accuracy" if split == "test" else "validation accuracy (what chooses)"
         lines += [f"{dataset}: {name}, mean ± std over seeds (validation-chosen epochs); seconds per fit", "",
                   "| strategy | " + " | ".join(f"k={size}" for size in sizes) + " | s (per size) |",
@@ -247,6 +247,12 @@ def report(runs: list[dict], split: str = "test") -> str:
     return "\n".join(lines)
 
 
+def _ordered_sizes(runs: list[dict], dataset: str) -> list[str]:
+    """The sizes run on `dataset`, smallest first ("full" last), whatever order the runs came in."""
+    sizes = {r["size"] for r in runs if r["dataset"] == dataset}
+    return sorted(sizes, key=lambda size: math.inf if size == "full" else int(size))
+
+
 def draw(runs: list[dict], path: Path) -> None:
     import matplotlib
 
@@ -257,7 +263,7 @@ def draw(runs: list[dict], path: Path) -> None:
     datasets = list(dict.fromkeys(r["dataset"] for r in runs))
     figure, axes = plt.subplots(1, len(datasets), figsize=(6 * len(datasets), 4.5), squeeze=False)
     for axis, dataset in zip(axes[0], datasets):
-        sizes = list(dict.fromkeys(r["size"] for r in runs if r["dataset"] == dataset))
+        sizes = _ordered_sizes(runs, dataset)
         for strategy in dict.fromkeys(r["strategy"] for r in runs):
             points = [(position, table[(dataset, size, strategy)]["test"]) for position, size in enumerate(sizes)
                       if (dataset, size, strategy) in table]
